@@ -1,0 +1,127 @@
+"""Wiring: the only module that knows every concrete part. Builds them from ``Settings`` on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from newsletter.config import DEFAULT_SECRET_KEY, Settings
+from newsletter.db import Database
+from newsletter.delivery.sender import Sender, SenderIdentity
+from newsletter.delivery.transports import FolderTransport, SmtpConfig, SmtpTransport, Transport
+from newsletter.errors import ConfigError
+from newsletter.personal import Links
+from newsletter.render import Renderer
+from newsletter.resources import templates_dir
+from newsletter.sources.feeds import FeedSource
+from newsletter.sources.fetch import Fetcher
+from newsletter.sources.market import MarketSource
+from subscribers.tokens import TokenSigner
+
+
+@dataclass
+class App:
+    settings: Settings
+    database: Database
+    renderer: Renderer
+    _closers: list[Fetcher | Transport] = field(default_factory=list)
+
+    def transport(self) -> Transport:
+        settings = self.settings
+        transport: Transport
+        if settings.transport == "folder":
+            transport = FolderTransport(Path(settings.outbox_dir))
+        else:
+            transport = SmtpTransport(
+                SmtpConfig(
+                    host=settings.smtp_host,
+                    port=settings.smtp_port,
+                    tls=settings.smtp_tls,
+                    username=settings.smtp_username,
+                    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                    timeout=settings.smtp_timeout,
+                )
+            )
+        self._closers.append(transport)
+        return transport
+
+    def signer(self) -> TokenSigner:
+        return TokenSigner(self.settings.secret_key.get_secret_value())
+
+    def identity(self) -> SenderIdentity:
+        settings = self.settings
+        return SenderIdentity(
+            headers_from=settings.sender,
+            envelope_sender=settings.envelope_sender,
+            list_id=settings.list_id_value,
+            list_name=settings.newsletter_name,
+            unsubscribe_mailto=settings.unsubscribe_address,
+            domain=settings.sender_domain,
+            links=Links(settings.base_url),
+            signer=self.signer(),
+            secret=settings.secret_key.get_secret_value().encode(),
+        )
+
+    def sender(self, transport: Transport, **options: object) -> Sender:
+        settings = self.settings
+        return Sender(
+            database=self.database,
+            transport=transport,
+            identity=self.identity(),
+            batch_size=settings.batch_size,
+            lease=timedelta(seconds=settings.lease_seconds),
+            max_attempts=settings.max_attempts,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def fetcher(self) -> Fetcher:
+        fetcher = Fetcher(
+            timeout=self.settings.fetch_timeout, max_bytes=self.settings.max_response_bytes
+        )
+        self._closers.append(fetcher)
+        return fetcher
+
+    def feed_sources(self, fetcher: Fetcher) -> list[FeedSource]:
+        return [FeedSource(name=feed.name, url=feed.url, fetcher=fetcher) for feed in self.settings.feeds]
+
+    def market_source(self, fetcher: Fetcher) -> MarketSource:
+        market = self.settings.market
+        return MarketSource(
+            base_url=market.base_url,
+            coins=market.coins,
+            vs_currency=market.vs_currency,
+            fetcher=fetcher,
+            api_key=market.api_key.get_secret_value() if market.api_key else None,
+        )
+
+    def check_can_send(self) -> None:
+        """Refuse real mail that would carry forgeable links or no postal address."""
+        settings = self.settings
+        if settings.transport != "smtp" or settings.demo:
+            return
+        if settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY is the default; unsubscribe links would be forgeable",
+                hint="set NEWSLETTER_SECRET_KEY to a long random value, e.g. from 'openssl rand -hex 32'",
+            )
+        if not settings.postal_address.strip():
+            raise ConfigError(
+                "NEWSLETTER_POSTAL_ADDRESS is empty; bulk mail must show the sender's postal address",
+                hint="set NEWSLETTER_POSTAL_ADDRESS",
+            )
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop().close()
+        self.database.dispose()
+
+
+def bootstrap(settings: Settings) -> App:
+    search_path = [settings.templates_dir] if settings.templates_dir else []
+    search_path.append(templates_dir())
+    return App(
+        settings=settings,
+        database=Database.from_url(settings.database_url),
+        renderer=Renderer(search_path),
+    )

@@ -1,0 +1,517 @@
+"""The ``newsletter`` command: thin commands over :mod:`newsletter.pipeline` and the subscriber list.
+
+Errors meant for the operator are printed without a traceback, with a non-zero exit code (2 for bad
+input or settings, 1 for everything else).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from newsletter import __version__, migrate, pipeline
+from newsletter.bootstrap import App, bootstrap
+from newsletter.config import Settings, load_settings
+from newsletter.db import redact
+from newsletter.delivery import ledger
+from newsletter.errors import NewsletterError, operator_errors
+from newsletter.models import DeliveryStatus
+from subscribers.base import utcnow
+from subscribers.model import SubscriberStatus
+from subscribers.service import (
+    ImportReport,
+    add_subscriber,
+    count_subscribers,
+    export_csv,
+    import_rows,
+    iter_subscribers,
+    read_csv,
+)
+
+DEMO_CONFIG = Path("examples/demo.toml")
+DEMO_SUBSCRIBERS = Path("examples/subscribers.csv")
+
+
+class Context:
+    """Per-invocation state: the config file, and the app built from it on first use."""
+
+    def __init__(self, config: Path | None, console: Console, err: Console) -> None:
+        self.config = config
+        self.console = console
+        self.err = err
+        self._app: App | None = None
+
+    def settings(self, **overrides: Any) -> Settings:
+        return load_settings(self.config, **overrides)
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            self._app = bootstrap(self.settings())
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+class NewsletterGroup(click.Group):
+    """Prints operator errors as one clear message and exits non-zero, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except operator_errors() as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(getattr(exc, "exit_code", 1))
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _date_option(help_text: str = "Edition date, YYYY-MM-DD (default: today).") -> Callable[..., Any]:
+    return click.option("--date", "date_text", metavar="YYYY-MM-DD", help=help_text)
+
+
+def _edition_date(context: Context, date_text: str | None) -> date:
+    if date_text:
+        return pipeline.parse_date(date_text)
+    return pipeline.today(context.app, utcnow())
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="NEWSLETTER_CONFIG",
+    help="TOML settings file (default: $NEWSLETTER_CONFIG). Environment variables override it.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """A self-hosted daily crypto-insights newsletter.
+
+    Typical day: fetch, issue build, issue preview, send. 'newsletter demo' runs them all on the
+    bundled recorded data.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    context = Context(config, Console(highlight=False), Console(stderr=True, highlight=False))
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+# configuration and database
+
+
+@cli.command("config")
+@pass_context
+def show_config(context: Context) -> None:
+    """Print the effective settings (secrets masked) as JSON."""
+    settings = context.settings()
+    data = settings.redacted()
+    data["database_url"] = redact(settings.database_url)
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(context: Context) -> None:
+    """Create or migrate the database schema to the latest revision."""
+    app = context.app
+    before, after = migrate.upgrade(app.database)
+    where = redact(app.settings.database_url)
+    if before == after:
+        context.console.print(f"Database {where} is up to date (revision {after}).")
+    else:
+        context.console.print(f"Database {where} upgraded from {before or 'empty'} to {after}.")
+
+
+@db.command("status")
+@pass_context
+def db_status(context: Context) -> None:
+    """Show the schema revision of the database and of the code."""
+    app = context.app
+    current = migrate.current_revision(app.database)
+    head = migrate.head_revision(app.database)
+    context.console.print(f"database: {current or 'empty'}  code: {head}")
+    if current != head:
+        context.console.print("Run 'newsletter db upgrade' to migrate.")
+        sys.exit(1)
+
+
+# subscribers
+
+
+@cli.group()
+def subscribers() -> None:
+    """The subscriber list."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--confirmed", is_flag=True, help="Add as confirmed (consent obtained elsewhere).")
+@click.option("--name", help="Display name.")
+@click.option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+@pass_context
+def subscribers_add(
+    context: Context, email: str, confirmed: bool, name: str | None, timezone: str | None
+) -> None:
+    """Add one subscriber."""
+    with context.app.database.transaction() as session:
+        subscriber, created = add_subscriber(
+            session, email, name=name, timezone=timezone, confirmed=confirmed, source="cli"
+        )
+        status = subscriber.status.value
+        address = subscriber.email
+    if created:
+        context.console.print(f"Added {address} ({status}).")
+    else:
+        context.console.print(f"{address} is already on the list ({status}); nothing changed.")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--confirmed", is_flag=True, help="Import as confirmed (consent obtained elsewhere).")
+@pass_context
+def subscribers_import(context: Context, file: Path, confirmed: bool) -> None:
+    """Import subscribers from a CSV file with an 'email' column (optional: name, timezone)."""
+    report = _import(context, file, confirmed=confirmed)
+    _print_import(context, report)
+    if report.rejected and not (report.added or report.already_present or report.suppressed):
+        sys.exit(1)
+
+
+def _count_lines(file: Path) -> int | None:
+    try:
+        with file.open("rb") as handle:
+            return max(sum(1 for _ in handle) - 1, 0)
+    except OSError:
+        return None
+
+
+def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
+    app = context.app
+    rows = read_csv(file)
+    with Bars(context.err) as bars:
+        return import_rows(
+            app.database.transaction,
+            rows,
+            confirmed=confirmed,
+            source=f"import:{file.name}",
+            progress=bars.counter("Importing", _count_lines(file)),
+        )
+
+
+def _print_import(context: Context, report: ImportReport) -> None:
+    table = Table(title="Import summary", show_header=False)
+    table.add_row("added", str(report.added))
+    table.add_row("already present", str(report.already_present))
+    table.add_row("suppressed (left earlier, not re-added)", str(report.suppressed))
+    table.add_row("rejected", str(len(report.rejected)))
+    context.console.print(table)
+    for row in report.rejected:
+        context.err.print(f"line {row.line}: {row.value or '(empty)'}: {row.reason}", markup=False)
+
+
+@subscribers.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@pass_context
+def subscribers_list(context: Context, status: str | None) -> None:
+    """List subscribers (email, status, time zone), then the count per status."""
+    chosen = SubscriberStatus(status) if status else None
+    with context.app.database.transaction(readonly=True) as session:
+        for subscriber in iter_subscribers(session, status=chosen):
+            click.echo(f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}")
+        counts = count_subscribers(session)
+    summary = ", ".join(f"{count} {state.value}" for state, count in counts.items() if count)
+    context.err.print(f"{sum(counts.values())} subscribers ({summary or 'none'})")
+
+
+@subscribers.command("export")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="File (default: stdout).")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@pass_context
+def subscribers_export(context: Context, output: Path | None, status: str | None) -> None:
+    """Export subscribers as CSV (email, name, status, timezone, created_at, confirmed_at)."""
+    chosen = SubscriberStatus(status) if status else None
+    with context.app.database.transaction(readonly=True) as session:
+        subscribers_iter = iter_subscribers(session, status=chosen)
+        if output is None:
+            written = export_csv(subscribers_iter, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                written = export_csv(subscribers_iter, handle)
+    context.err.print(f"Exported {written} subscribers{f' to {output}' if output else ''}.")
+
+
+# sources and editions
+
+
+@cli.command()
+@pass_context
+def fetch(context: Context) -> None:
+    """Fetch every configured source (market data, feeds) into the store."""
+    outcomes = pipeline.fetch(context.app, now=utcnow())
+    table = Table(title="Sources")
+    for column in ("source", "kind", "items", "new", "result"):
+        table.add_column(column)
+    for outcome in outcomes:
+        table.add_row(
+            outcome.name,
+            outcome.kind,
+            str(outcome.items),
+            str(outcome.new),
+            "ok" if outcome.ok else f"[red]failed: {outcome.error}[/red]",
+        )
+    context.console.print(table)
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    if outcomes and len(failed) == len(outcomes):
+        raise NewsletterError("every source failed; nothing was fetched")
+
+
+@cli.group()
+def issue() -> None:
+    """Editions: build, preview, status."""
+
+
+@issue.command("build")
+@_date_option()
+@pass_context
+def issue_build(context: Context, date_text: str | None) -> None:
+    """Build (or rebuild) an edition from the stored articles and prices."""
+    edition_date = _edition_date(context, date_text)
+    result = pipeline.build(context.app, edition_date=edition_date, now=utcnow())
+    verb = "Rebuilt" if result.rebuilt else "Built"
+    context.console.print(f"{verb} the edition of {edition_date}: {result.subject}", markup=False)
+    context.console.print(f"  {result.stories} stories, {result.coins} coins")
+    if result.coins and result.market_stale:
+        context.console.print("  note: prices are older than the freshness limit and are labelled so")
+    if not result.coins:
+        context.console.print("  note: no market data; the edition says prices are unavailable")
+
+
+@issue.command("preview")
+@_date_option()
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="HTML file to write.")
+@pass_context
+def issue_preview(context: Context, date_text: str | None, output: Path | None) -> None:
+    """Write the edition's final HTML (CSS inlined) to a file and print its path."""
+    edition_date = _edition_date(context, date_text)
+    path = pipeline.preview(context.app, edition_date=edition_date, output=output)
+    click.echo(str(path))
+
+
+@issue.command("status")
+@_date_option()
+@pass_context
+def issue_status(context: Context, date_text: str | None) -> None:
+    """Show an edition's state and its deliveries."""
+    from newsletter.editions import require_issue
+
+    edition_date = _edition_date(context, date_text)
+    with context.app.database.transaction(readonly=True) as session:
+        found = require_issue(session, edition_date)
+        totals = ledger.counts(session, found.id)
+    context.console.print(f"{edition_date}: {found.status.value} — {found.subject}", markup=False)
+    context.console.print(", ".join(f"{count} {status.value}" for status, count in totals.items()))
+
+
+# sending
+
+
+@cli.command()
+@_date_option()
+@click.option("--dry-run", is_flag=True, help="Count the recipients; send nothing.")
+@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL; the ledger is untouched.")
+@pass_context
+def send(context: Context, date_text: str | None, dry_run: bool, to: str | None) -> None:
+    """Send an edition now to every confirmed subscriber (building it first if needed)."""
+    app = context.app
+    edition_date = _edition_date(context, date_text)
+    if to:
+        if dry_run:
+            context.console.print(f"Dry run: would send a test copy of {edition_date} to {to}.")
+            return
+        result = pipeline.send_test_copy(app, edition_date=edition_date, to=to)
+        if result.outcome.value != "sent":
+            raise NewsletterError(f"the test copy to {to} was not accepted: {result.detail}")
+        context.console.print(f"Sent a test copy of {edition_date} to {to}.")
+        return
+    if dry_run:
+        plan = pipeline.plan_send(app, edition_date=edition_date)
+        state = plan.issue_status.value if plan.issue_status else "not built yet"
+        context.console.print(
+            f"Dry run for {edition_date} (edition: {state}): {plan.confirmed} confirmed subscribers, "
+            f"{plan.to_enqueue} would be sent, {plan.in_ledger} already in the ledger. Nothing sent."
+        )
+        return
+    with Bars(context.err) as bars:
+        outcome = pipeline.send(
+            app,
+            edition_date=edition_date,
+            now=utcnow(),
+            on_start=bars.send_started,
+            on_result=bars.send_result,
+        )
+    _print_send(context, outcome)
+    if outcome.report and outcome.report.failed and not outcome.report.sent:
+        sys.exit(1)
+
+
+def _print_send(context: Context, outcome: pipeline.SendOutcome) -> None:
+    if outcome.already_sent:
+        when = f" on {outcome.sent_at:%Y-%m-%d %H:%M} UTC" if outcome.sent_at else ""
+        context.console.print(
+            f"The edition of {outcome.edition_date} was already sent{when}; nothing new was sent."
+        )
+        return
+    report = outcome.report
+    assert report is not None
+    table = Table(title=f"Send summary: {outcome.edition_date}", show_header=False)
+    if outcome.built:
+        table.add_row("edition", f"built now: {outcome.built.subject}")
+    table.add_row("newly queued", str(outcome.enqueued))
+    table.add_row("sent now", str(report.sent))
+    table.add_row("to retry later", str(report.retried))
+    table.add_row("failed", str(report.failed))
+    if report.suppressed:
+        table.add_row("addresses suppressed", str(report.suppressed))
+    totals = report.counts
+    table.add_row(
+        "ledger",
+        ", ".join(f"{totals.get(status, 0)} {status.value}" for status in DeliveryStatus),
+    )
+    table.add_row("edition", "sent" if report.finished else "still sending")
+    context.console.print(table)
+    if report.queued_later and report.next_due:
+        context.console.print(
+            f"{report.queued_later} deliveries wait until {report.next_due:%Y-%m-%d %H:%M} UTC; "
+            "run 'newsletter send' again then."
+        )
+
+
+class Bars:
+    """Progress bars on stderr: counters for imports, and a send bar with outcomes and rate."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self._send: dict[str, Any] = {}
+
+    def __enter__(self) -> Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def counter(self, label: str, total: int | None) -> Callable[[int], None]:
+        task = self.progress.add_task(label, total=total, detail="")
+        return lambda count: self.progress.advance(task, count)
+
+    def send_started(self, total: int) -> None:
+        task = self.progress.add_task("Sending", total=total, detail="")
+        self._send = {"task": task, "at": time.monotonic(), "sent": 0, "failed": 0, "retry": 0}
+
+    def send_result(self, recorded: ledger.Recorded) -> None:
+        state = self._send
+        key = recorded.outcome if recorded.outcome in ("sent", "retry") else "failed"
+        state[key] += 1
+        done = state["sent"] + state["failed"] + state["retry"]
+        rate = done / max(time.monotonic() - state["at"], 1e-6)
+        detail = f"sent {state['sent']} · failed {state['failed']} · retry {state['retry']} · {rate:.0f} msg/s"
+        self.progress.update(state["task"], advance=1, detail=detail)
+
+
+# the quick start
+
+
+@cli.command()
+@click.option(
+    "--subscribers",
+    "subscribers_csv",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEMO_SUBSCRIBERS,
+    show_default=True,
+    help="CSV of demo subscribers, imported as confirmed.",
+)
+@pass_context
+def demo(context: Context, subscribers_csv: Path) -> None:
+    """Run the whole day on the demo configuration: migrate, import, fetch, build, send, preview."""
+    from newsletter.demo import run_demo
+
+    if context.config is None and DEMO_CONFIG.is_file():
+        context.config = DEMO_CONFIG
+    app = context.app
+    with Bars(context.err) as bars:
+        report = run_demo(
+            app,
+            subscribers_csv=subscribers_csv,
+            now=utcnow(),
+            on_import=bars.counter("Importing", _count_lines(subscribers_csv)),
+            on_start=bars.send_started,
+            on_result=bars.send_result,
+        )
+    console = context.console
+    imported = report.imported
+    console.print(
+        f"Subscribers: {report.confirmed} confirmed "
+        f"({imported.added} added now, {imported.already_present} already present, "
+        f"{len(imported.rejected)} rejected)"
+    )
+    for outcome in report.sources:
+        state = f"{outcome.items} items, {outcome.new} new" if outcome.ok else f"failed: {outcome.error}"
+        console.print(f"Source {outcome.name}: {state}", markup=False)
+    if report.built:
+        console.print(f"Edition {report.built.edition_date}: {report.built.subject}", markup=False)
+    _print_send(context, report.sent)
+    console.print(f"Messages are in: {report.outbox / 'new'}")
+    console.print(f"Preview HTML: {report.preview}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="newsletter")

@@ -1,0 +1,354 @@
+"""Settings: one typed object, read from ``NEWSLETTER_*`` environment variables and an optional TOML file.
+
+Precedence, highest first: values passed to :func:`load_settings`, environment variables, the TOML
+file named by ``--config`` or ``NEWSLETTER_CONFIG``, the defaults below. Every setting is documented in
+``docs/settings.md``; ``tests/test_settings_docs.py`` fails when one is added without documentation.
+
+Relative paths (the SQLite file, the outbox, local source files) are resolved against the current
+working directory, like the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from datetime import time
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from newsletter.errors import ConfigError
+
+DEFAULT_SECRET_KEY = "change-me"  # noqa: S105 - the web refuses it outside demo mode
+
+CONFIG_ENV_VAR = "NEWSLETTER_CONFIG"
+
+# Settings whose public name differs from the field name ("from" is a Python keyword).
+ENV_NAMES = {"sender": "NEWSLETTER_FROM"}
+FILE_KEYS = {"sender": "from"}
+
+_config_file: ContextVar[dict[str, Any] | None] = ContextVar("newsletter_config_file", default=None)
+
+TICKER_COINS = (
+    "bitcoin",
+    "ethereum",
+    "solana",
+    "binancecoin",
+    "ripple",
+    "cardano",
+    "dogecoin",
+    "polkadot",
+    "avalanche-2",
+    "chainlink",
+    "uniswap",
+    "cosmos",
+    "litecoin",
+    "arbitrum",
+    "near",
+    "filecoin",
+    "sui",
+)
+
+
+class FeedSettings(BaseModel):
+    """One RSS, Atom or RDF feed: ``[[feeds]]`` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Source name shown beside each story.")
+    url: str = Field(description="http(s) URL of the feed, or a path to a local file.")
+    max_items: int | None = Field(
+        default=None, ge=1, description="Most stories this feed may contribute to one edition."
+    )
+
+
+class MarketSettings(BaseModel):
+    """Market data: ``[market]`` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(
+        default="https://api.coingecko.com/api/v3",
+        description=(
+            "CoinGecko-compatible API root, or a local directory holding recorded responses "
+            "(coins/markets.json, global.json)."
+        ),
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="CoinGecko API key, sent as the x-cg-demo-api-key header."
+    )
+    coins: tuple[str, ...] = Field(
+        default=TICKER_COINS, description="CoinGecko ids of the coins in the price table, in order."
+    )
+    vs_currency: str = Field(default="usd", description="Currency prices are quoted in.")
+
+
+class Settings(BaseSettings):
+    """Every setting of the newsletter. See ``docs/settings.md``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # storage
+    database_url: str = Field(
+        default="sqlite:///var/newsletter.db",
+        description="SQLAlchemy URL of the database: sqlite:///PATH or postgresql+psycopg://...",
+    )
+
+    # mail
+    transport: Literal["folder", "smtp"] = Field(
+        default="folder", description="How mail leaves: written to a folder, or sent over SMTP."
+    )
+    outbox_dir: Path = Field(
+        default=Path("var/outbox"),
+        description="Maildir the folder transport writes messages into.",
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP relay host.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP relay port.")
+    smtp_username: str | None = Field(default=None, description="SMTP AUTH user name.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP AUTH password.")
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="Transport security towards the relay."
+    )
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for the relay before giving up."
+    )
+    sender: str = Field(
+        default="Daily Crypto Insights <digest@example.com>",
+        description="From header of every mail: 'Name <address>' (NEWSLETTER_FROM, 'from' in TOML).",
+    )
+    return_path: str | None = Field(
+        default=None,
+        description="Envelope sender (bounce address); defaults to the From address.",
+    )
+
+    # the edition
+    newsletter_name: str = Field(
+        default="Daily Crypto Insights", description="Name shown in the masthead and subject."
+    )
+    base_url: str = Field(
+        default="http://localhost:8000",
+        description="Public URL of the web app; links in mails (unsubscribe, archive) start with it.",
+    )
+    list_id: str | None = Field(
+        default=None,
+        description="List-Id header value; defaults to 'daily.<domain of the From address>'.",
+    )
+    unsubscribe_mailto: str | None = Field(
+        default=None,
+        description="Address for mailto: unsubscribes; defaults to 'unsubscribe@<From domain>'.",
+    )
+    postal_address: str = Field(
+        default="", description="Sender's postal address shown in every mail's footer."
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone of the editions and schedule.")
+    send_time: str = Field(default="07:00", description="Default local send time, HH:MM.")
+    article_count: int = Field(default=8, ge=1, le=50, description="Stories per edition.")
+    per_source_cap: int = Field(
+        default=3, ge=1, description="Most stories one feed gives an edition (unless it sets its own)."
+    )
+    max_article_age_hours: int = Field(
+        default=36,
+        ge=0,
+        description="Oldest story an edition picks, in hours; 0 for no limit (replaying recordings).",
+    )
+    market_max_age_minutes: int = Field(
+        default=120,
+        ge=1,
+        description="Prices older than this at build time are labelled with their time.",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Folder searched for templates before the built-in ones (to customise them).",
+    )
+
+    # secrets and modes
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEFAULT_SECRET_KEY),
+        description="Key that signs unsubscribe, preference and confirmation tokens.",
+    )
+    demo: bool = Field(
+        default=False, description="Demo mode: allows the default secret key and sample data."
+    )
+
+    # sources
+    feeds: tuple[FeedSettings, ...] = Field(
+        default=(), description="News feeds, as [[feeds]] tables in the TOML file."
+    )
+    market: MarketSettings = Field(
+        default_factory=MarketSettings, description="Market data source, [market] in the file."
+    )
+    fetch_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds a source may take to answer."
+    )
+    max_response_bytes: int = Field(
+        default=5_000_000, ge=1024, description="Largest source response read, in bytes."
+    )
+
+    # delivery
+    batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Deliveries a worker claims at once."
+    )
+    lease_seconds: int = Field(
+        default=300, ge=10, description="Seconds a claimed batch stays reserved for its worker."
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, description="Tries before a temporarily failing delivery is failed."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
+        return value
+
+    @field_validator("send_time")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}:\d{2}", value):
+            raise ValueError(f"send time {value!r} is not HH:MM")
+        hour, minute = (int(part) for part in value.split(":"))
+        if hour > 23 or minute > 59:
+            raise ValueError(f"send time {value!r} is not a time of day")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _has_address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"{value!r} has no email address; write 'Name <address@domain>'")
+        if "\r" in value or "\n" in value:
+            raise ValueError("the From address must be on one line")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base URL {value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = dict(_config_file.get() or {})
+        for field, key in FILE_KEYS.items():
+            if key in file_values:
+                file_values[field] = file_values.pop(key)
+        renamed = {
+            field: os.environ[name] for field, name in ENV_NAMES.items() if name in os.environ
+        }
+        return (
+            init_settings,
+            InitSettingsSource(settings_cls, renamed),
+            env_settings,
+            InitSettingsSource(settings_cls, file_values),
+        )
+
+    # derived values
+
+    @property
+    def from_address(self) -> str:
+        """The bare address of the From header."""
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+    @property
+    def envelope_sender(self) -> str:
+        return self.return_path or self.from_address
+
+    @property
+    def list_id_value(self) -> str:
+        return self.list_id or f"daily.{self.sender_domain}"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return self.unsubscribe_mailto or f"unsubscribe@{self.sender_domain}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def send_clock(self) -> time:
+        hour, minute = (int(part) for part in self.send_time.split(":"))
+        return time(hour, minute)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as plain data with secrets masked, for ``newsletter config``."""
+        return self.model_dump(mode="json")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} does not exist",
+            hint=f"check --config or {CONFIG_ENV_VAR}",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment, the TOML file and ``overrides``.
+
+    ``config_file`` defaults to ``$NEWSLETTER_CONFIG``. Raises :class:`ConfigError` with every invalid
+    value named when the settings do not validate.
+    """
+    path = config_file or os.environ.get(CONFIG_ENV_VAR) or None
+    file_values = _read_toml(Path(path)) if path else {}
+    token = _config_file.set(file_values)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        where = f" (file {path})" if path else ""
+        raise ConfigError(f"invalid settings{where}: {problems}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a top-level setting."""
+    return ENV_NAMES.get(field, f"NEWSLETTER_{field.upper()}")
+
+
+def _describe(error: Any) -> str:
+    location = [str(part) for part in error.get("loc", ())]
+    name = env_name(location[0]) if location else "settings"
+    if len(location) > 1:
+        name += "__" + "__".join(part.upper() for part in location[1:])
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{name}: {message}"

@@ -1,0 +1,277 @@
+"""The deliveries ledger: enqueue, claim under a lease, record outcomes.
+
+One row per (edition, subscriber) is the exactly-once guard: enqueueing twice adds nothing, and a row
+is marked sent only after the transport accepted its message. A worker that dies leaves rows in
+``sending`` with a lease that expires; they become claimable again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, DeliveryStatus
+from subscribers.base import insert_ignoring_conflicts
+from subscribers.model import MailFormat, Subscriber, SubscriberStatus, suppress
+
+RETRY_BASE = timedelta(minutes=2)
+RETRY_CAP = timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery this worker holds: who gets it and in which form."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    format: MailFormat
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The outcome of one claimed delivery, to write back."""
+
+    delivery_id: int
+    subscriber_id: int
+    outcome: str  # "sent", "retry", "failed"
+    attempts: int
+    message_id: str | None = None
+    variant_key: str | None = None
+    detail: str = ""
+    suppress_recipient: bool = False
+
+
+def local_send_time(edition_date: date, zone: str, clock: time) -> datetime:
+    """The moment ``clock`` strikes on ``edition_date`` in ``zone`` (DST gaps move forward)."""
+    local = datetime.combine(edition_date, clock, tzinfo=ZoneInfo(zone))
+    # Normalise through UTC so a wall time that does not exist (spring forward) lands after the gap.
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+def enqueue_issue(
+    session: Session,
+    issue_id: int,
+    *,
+    now: datetime,
+    not_before: datetime | None = None,
+    edition_date: date | None = None,
+    default_zone: str = "UTC",
+    default_clock: time = time(7, 0),
+) -> int:
+    """Add a queued delivery for every confirmed subscriber not yet in the ledger; return how many.
+
+    With ``not_before`` every row is due then (a manual "send now"); otherwise each subscriber's local
+    send hour on ``edition_date``. One ``INSERT … SELECT`` per distinct (time zone, hour): the list of
+    subscribers never passes through this process.
+    """
+    confirmed = Subscriber.status == SubscriberStatus.CONFIRMED
+    if not_before is not None:
+        groups: Iterable[tuple[str | None, int | None, datetime]] = [(None, None, not_before)]
+    else:
+        if edition_date is None:
+            raise ValueError("enqueue_issue needs not_before or edition_date")
+        combos = session.execute(
+            select(Subscriber.timezone, Subscriber.send_hour).where(confirmed).distinct()
+        ).tuples()
+        groups = [
+            (
+                zone,
+                hour,
+                local_send_time(
+                    edition_date,
+                    zone or default_zone,
+                    time(hour, 0) if hour is not None else default_clock,
+                ),
+            )
+            for zone, hour in combos
+        ]
+    added = 0
+    for zone, hour, due in groups:
+        query = select(
+            literal(issue_id, Delivery.issue_id.type),
+            Subscriber.id,
+            literal(DeliveryStatus.QUEUED, Delivery.status.type),
+            literal(due, Delivery.not_before.type),
+            literal(0, Delivery.attempts.type),
+            literal(now, Delivery.created_at.type),
+        ).where(confirmed)
+        if not_before is None:
+            query = query.where(
+                Subscriber.timezone.is_not_distinct_from(zone),
+                Subscriber.send_hour.is_not_distinct_from(hour),
+            )
+        statement = insert_ignoring_conflicts(session, Delivery).from_select(
+            ["issue_id", "subscriber_id", "status", "not_before", "attempts", "created_at"], query
+        )
+        added += session.execute(statement).rowcount or 0
+    return added
+
+
+def reap_expired(session: Session, issue_id: int, *, now: datetime) -> int:
+    """Put back rows whose worker's lease ran out (the worker died or hung)."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_until < now,
+        )
+        .values(status=DeliveryStatus.QUEUED, lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def claim_batch(
+    session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
+) -> list[Claimed]:
+    """Take up to ``size`` due rows under a lease.
+
+    PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); SQLite runs this inside
+    ``BEGIN IMMEDIATE`` (see ``newsletter.db``), which serialises claimers.
+    """
+    due = (
+        select(Delivery.id)
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.not_before <= now,
+        )
+        .order_by(Delivery.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(due))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_owner=owner,
+            lease_until=now + lease,
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not claimed:
+        return []
+    people = {
+        row.id: row
+        for row in session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.format).where(
+                Subscriber.id.in_([row.subscriber_id for row in claimed])
+            )
+        )
+    }
+    batch = [
+        Claimed(
+            delivery_id=row.id,
+            subscriber_id=row.subscriber_id,
+            email=people[row.subscriber_id].email,
+            format=people[row.subscriber_id].format,
+            attempts=row.attempts,
+        )
+        for row in claimed
+    ]
+    batch.sort(key=lambda item: item.delivery_id)
+    return batch
+
+
+def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with full jitter: up to 2 min × 2^(attempts-1), capped at 2 h."""
+    ceiling = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+def record(
+    session: Session,
+    results: Sequence[Recorded],
+    *,
+    owner: str,
+    now: datetime,
+    max_attempts: int,
+) -> None:
+    """Write outcomes back. A sent row is sent whatever happened to its lease meanwhile."""
+    for result in results:
+        values: dict[str, object]
+        guard = Delivery.id == result.delivery_id
+        if result.outcome == "sent":
+            values = {
+                "status": DeliveryStatus.SENT,
+                "sent_at": now,
+                "message_id": result.message_id,
+                "variant_key": result.variant_key,
+                "last_error": None,
+            }
+        else:
+            guard = and_(guard, Delivery.lease_owner == owner)
+            if result.outcome == "retry" and result.attempts < max_attempts:
+                values = {
+                    "status": DeliveryStatus.QUEUED,
+                    "not_before": now + backoff(result.attempts),
+                    "last_error": result.detail[:2000],
+                }
+            else:
+                values = {"status": DeliveryStatus.FAILED, "last_error": result.detail[:2000]}
+        values.update(lease_owner=None, lease_until=None)
+        session.execute(
+            update(Delivery).where(guard).values(**values).execution_options(synchronize_session=False)
+        )
+        if result.suppress_recipient:
+            subscriber = session.get(Subscriber, result.subscriber_id)
+            if subscriber is not None:
+                suppress(
+                    subscriber,
+                    SubscriberStatus.BOUNCED,
+                    reason=f"refused by the mail server: {result.detail}"[:2000],
+                    now=now,
+                )
+
+
+def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> int:
+    """Give back claimed rows that were not attempted (the worker is stopping)."""
+    if not delivery_ids:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.lease_owner == owner,
+            Delivery.status == DeliveryStatus.SENDING,
+        )
+        .values(
+            status=DeliveryStatus.QUEUED,
+            lease_owner=None,
+            lease_until=None,
+            attempts=Delivery.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
+    totals = dict.fromkeys(DeliveryStatus, 0)
+    for status, count in session.execute(
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    ).tuples():
+        totals[status] = count
+    return totals
+
+
+def next_due(session: Session, issue_id: int) -> datetime | None:
+    """When the earliest queued row becomes due, or None when nothing is queued."""
+    return session.scalar(
+        select(func.min(Delivery.not_before)).where(
+            Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED
+        )
+    )

@@ -1,0 +1,179 @@
+"""Messages prebuilt once per variant, personalised by joining bytes.
+
+An edition variant becomes a complete RFC 5322 message with slots where the recipient's address,
+personal links, Message-ID and Date go. The bodies are quoted-printable; every slot sits between two
+soft line breaks (``=\\r\\n``), so a value of any length is inserted as its own encoded lines without
+re-encoding the body. Personalising a message is then one ``bytes.join``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.header import Header
+from email.quoprimime import body_encode
+from email.utils import formataddr, parseaddr
+
+from newsletter import personal
+
+CRLF = "\r\n"
+
+# Slot names beyond the body tokens of ``newsletter.personal``.
+RECIPIENT = "recipient"
+MESSAGE_ID = "message_id"
+DATE = "date"
+UNSUBSCRIBE_MAILTO = "unsubscribe_mailto"
+
+_TOKEN = re.compile("|".join(re.escape(token) for token in personal.TOKENS))
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A place in the prebuilt bytes: which value, and how it is encoded there."""
+
+    name: str
+    encoding: str  # "header", "qp" or "qp-html"
+
+
+class PreparedMessage:
+    """A message with slots. ``personalise(values)`` returns the wire bytes (CRLF line ends)."""
+
+    __slots__ = ("_pieces",)
+
+    def __init__(self, pieces: list[bytes | Slot]) -> None:
+        merged: list[bytes | Slot] = []
+        for piece in pieces:
+            if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
+                merged[-1] += piece
+            else:
+                merged.append(piece)
+        self._pieces = tuple(merged)
+
+    @property
+    def slots(self) -> frozenset[str]:
+        return frozenset(piece.name for piece in self._pieces if isinstance(piece, Slot))
+
+    def personalise(self, values: Mapping[str, str]) -> bytes:
+        encoded: dict[Slot, bytes] = {}
+        out: list[bytes] = []
+        for piece in self._pieces:
+            if isinstance(piece, bytes):
+                out.append(piece)
+                continue
+            chunk = encoded.get(piece)
+            if chunk is None:
+                chunk = encoded[piece] = _encode_value(values[piece.name], piece.encoding)
+            out.append(chunk)
+        return b"".join(out)
+
+
+def _encode_value(value: str, encoding: str) -> bytes:
+    if encoding == "header":
+        if any(char in value for char in "\r\n\x00"):
+            raise ValueError(f"a header value may not contain a line break: {value!r}")
+        return value.encode("utf-8")
+    if encoding == "qp-html":
+        value = html.escape(value, quote=True)
+    return _qp(value).encode("ascii")
+
+
+def _qp(text: str) -> str:
+    return body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=76, eol=CRLF)
+
+
+def _encoded_body(text: str, *, html_part: bool) -> list[bytes | Slot]:
+    """A body with its tokens as slots, each between soft line breaks."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
+    pieces: list[bytes | Slot] = []
+    position = 0
+    for match in _TOKEN.finditer(text):
+        pieces.append(_qp(text[position : match.start()]).encode("ascii"))
+        pieces.append(b"=\r\n")
+        pieces.append(Slot(match.group(0), "qp-html" if html_part else "qp"))
+        pieces.append(b"=\r\n")
+        position = match.end()
+    pieces.append(_qp(text[position:]).encode("ascii"))
+    return pieces
+
+
+def _header(name: str, value: str) -> bytes:
+    """A header line, RFC 2047-encoded and folded when it is not plain ASCII."""
+    if any(char in value for char in "\r\n\x00"):
+        raise ValueError(f"header {name} may not contain a line break")
+    if value.isascii() and len(name) + len(value) < 996:
+        return f"{name}: {value}{CRLF}".encode("ascii")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+    return f"{name}: {encoded}{CRLF}".encode("ascii")
+
+
+def _address_header(name: str, address: str) -> bytes:
+    display, addr = parseaddr(address)
+    return f"{name}: {formataddr((display, addr), charset='utf-8')}{CRLF}".encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHeaders:
+    """The headers every message of an edition shares."""
+
+    sender: str
+    subject: str
+    list_id: str
+    list_name: str
+    unsubscribe_mailto: str
+
+
+def prepare_message(
+    headers: MessageHeaders, *, html_body: str | None, text_body: str
+) -> PreparedMessage:
+    """Prebuild one variant: ``multipart/alternative`` (text and HTML), or text only."""
+    pieces: list[bytes | Slot] = [
+        _address_header("From", headers.sender),
+        b"To: <",
+        Slot(RECIPIENT, "header"),
+        b">\r\n",
+        _header("Subject", headers.subject),
+        b"Date: ",
+        Slot(DATE, "header"),
+        b"\r\nMessage-ID: ",
+        Slot(MESSAGE_ID, "header"),
+        b"\r\n",
+        _header("List-Id", f"{headers.list_name} <{headers.list_id}>"),
+        b"List-Unsubscribe: <",
+        Slot(personal.UNSUBSCRIBE_URL, "header"),
+        b">,\r\n <mailto:",
+        headers.unsubscribe_mailto.encode("ascii"),
+        b"?subject=unsubscribe%20",
+        Slot(UNSUBSCRIBE_MAILTO, "header"),
+        b">\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"Precedence: bulk\r\n",
+        b"Auto-Submitted: auto-generated\r\n",
+        b"MIME-Version: 1.0\r\n",
+    ]
+    text_headers = (
+        b"Content-Type: text/plain; charset=\"utf-8\"\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+    )
+    if html_body is None:
+        pieces += [text_headers, b"\r\n", *_encoded_body(text_body, html_part=False), b"\r\n"]
+        return PreparedMessage(pieces)
+    boundary = f"=_nl_{secrets.token_hex(12)}".encode("ascii")
+    pieces += [
+        b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n',
+        b"\r\n",
+        b"This is a multi-part message in MIME format.\r\n",
+        b"--" + boundary + b"\r\n",
+        text_headers,
+        b"\r\n",
+        *_encoded_body(text_body, html_part=False),
+        b"\r\n--" + boundary + b"\r\n",
+        b"Content-Type: text/html; charset=\"utf-8\"\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"\r\n",
+        *_encoded_body(html_body, html_part=True),
+        b"\r\n--" + boundary + b"--\r\n",
+    ]
+    return PreparedMessage(pieces)

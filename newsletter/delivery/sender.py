@@ -1,0 +1,276 @@
+"""Sending an edition: claim a batch, personalise, hand to the transport, record, repeat.
+
+Outcomes are written in small flushes; a crash re-sends at most one unflushed flush, with the same
+Message-ID, so a duplicate is recognisable. Rows claimed but not attempted are released when the
+sender stops on an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime, make_msgid
+
+from newsletter import personal
+from newsletter.db import Database
+from newsletter.delivery import ledger
+from newsletter.delivery.message import (
+    DATE,
+    MESSAGE_ID,
+    RECIPIENT,
+    UNSUBSCRIBE_MAILTO,
+    MessageHeaders,
+    PreparedMessage,
+    prepare_message,
+)
+from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
+from newsletter.editions import DEFAULT_VARIANT, finish_sending, variant
+from newsletter.models import DeliveryStatus, Issue, IssueStatus
+from subscribers.base import utcnow
+from subscribers.model import MailFormat
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    batches: int = 0
+    finished: bool = False
+    queued_later: int = 0
+    next_due: datetime | None = None
+    counts: dict[DeliveryStatus, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderIdentity:
+    """Who sends: the headers' source and the secret that signs personal links."""
+
+    headers_from: str
+    envelope_sender: str
+    list_id: str
+    list_name: str
+    unsubscribe_mailto: str
+    domain: str
+    links: personal.Links
+    signer: TokenSigner
+    secret: bytes
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def wire_address(email: str) -> str:
+    """The address with an ASCII (IDNA) domain, as SMTP and headers without SMTPUTF8 need it."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+def message_id(identity: SenderIdentity, issue: Issue, subscriber_id: int) -> str:
+    """Stable per (edition, subscriber): a re-send after a crash carries the same Message-ID."""
+    mac = hmac.new(identity.secret, f"{issue.id}:{subscriber_id}".encode(), hashlib.sha256)
+    return f"<{issue.edition_date:%Y%m%d}.{subscriber_id}.{mac.hexdigest()[:16]}@{identity.domain}>"
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        transport: Transport,
+        identity: SenderIdentity,
+        batch_size: int = 200,
+        flush_size: int = 20,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 8,
+        owner: str | None = None,
+        clock: Clock = utcnow,
+        on_result: Callable[[ledger.Recorded], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.transport = transport
+        self.identity = identity
+        self.batch_size = batch_size
+        self.flush_size = flush_size
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.owner = owner or worker_name()
+        self.clock = clock
+        self.on_result = on_result
+        self._prepared: dict[str, PreparedMessage] = {}
+
+    def _message(self, issue: Issue, fmt: MailFormat) -> tuple[str, PreparedMessage]:
+        key = f"{DEFAULT_VARIANT}/{fmt.value}"
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            with self.database.transaction(readonly=True) as session:
+                stored = variant(session, issue, DEFAULT_VARIANT)
+                headers = MessageHeaders(
+                    sender=self.identity.headers_from,
+                    subject=issue.subject,
+                    list_id=self.identity.list_id,
+                    list_name=self.identity.list_name,
+                    unsubscribe_mailto=self.identity.unsubscribe_mailto,
+                )
+                prepared = prepare_message(
+                    headers,
+                    html_body=stored.html if fmt is MailFormat.HTML else None,
+                    text_body=stored.text,
+                )
+            self._prepared[key] = prepared
+        return key, prepared
+
+    def deliver(self, issue: Issue) -> DeliveryReport:
+        """Deliver every due row of ``issue``; return what happened."""
+        report = DeliveryReport()
+        while True:
+            now = self.clock()
+            with self.database.transaction() as session:
+                ledger.reap_expired(session, issue.id, now=now)
+                batch = ledger.claim_batch(
+                    session, issue.id, owner=self.owner, size=self.batch_size, now=now, lease=self.lease
+                )
+            if not batch:
+                break
+            report.batches += 1
+            self._send_batch(issue, batch, report)
+        self._finish(issue, report)
+        return report
+
+    def _send_batch(self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport) -> None:
+        pending: list[ledger.Recorded] = []
+        attempted: set[int] = set()
+        date_header = format_datetime(self.clock())
+        try:
+            for item in batch:
+                key, prepared = self._message(issue, item.format)
+                mid = message_id(self.identity, issue, item.subscriber_id)
+                recipient = wire_address(item.email)
+                body = prepared.personalise(self._values(item.subscriber_id, item.email, recipient, mid, date_header))
+                result = self.transport.send(
+                    Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
+                    body,
+                )
+                attempted.add(item.delivery_id)
+                recorded = _recorded(item, result, message_id=mid, variant_key=key)
+                pending.append(recorded)
+                _count(report, recorded)
+                if self.on_result is not None:
+                    self.on_result(recorded)
+                if len(pending) >= self.flush_size:
+                    self._flush(pending)
+        finally:
+            self._flush(pending)
+            unattempted = [item.delivery_id for item in batch if item.delivery_id not in attempted]
+            if unattempted:
+                with self.database.transaction() as session:
+                    ledger.release(session, unattempted, owner=self.owner)
+
+    def _values(
+        self, subscriber_id: int, email: str, recipient: str, mid: str, date_header: str
+    ) -> dict[str, str]:
+        unsubscribe_token = self.identity.signer.sign(subscriber_id, UNSUBSCRIBE)
+        links = self.identity.links
+        return {
+            RECIPIENT: recipient,
+            DATE: date_header,
+            MESSAGE_ID: mid,
+            UNSUBSCRIBE_MAILTO: unsubscribe_token,
+            personal.EMAIL: email,
+            personal.UNSUBSCRIBE_URL: links.unsubscribe(unsubscribe_token),
+            personal.PREFERENCES_URL: links.preferences(
+                self.identity.signer.sign(subscriber_id, PREFERENCES)
+            ),
+        }
+
+    def _flush(self, pending: list[ledger.Recorded]) -> None:
+        if not pending:
+            return
+        with self.database.transaction() as session:
+            ledger.record(
+                session, pending, owner=self.owner, now=self.clock(), max_attempts=self.max_attempts
+            )
+        pending.clear()
+
+    def _finish(self, issue: Issue, report: DeliveryReport) -> None:
+        with self.database.transaction() as session:
+            report.counts = ledger.counts(session, issue.id)
+            open_rows = report.counts[DeliveryStatus.QUEUED] + report.counts[DeliveryStatus.SENDING]
+            report.queued_later = report.counts[DeliveryStatus.QUEUED]
+            report.next_due = ledger.next_due(session, issue.id)
+            current = session.get(Issue, issue.id)
+            if open_rows == 0 and current is not None and current.status is IssueStatus.SENDING:
+                finish_sending(current, now=self.clock())
+                report.finished = True
+
+
+def _recorded(
+    item: ledger.Claimed, result: SendResult, *, message_id: str, variant_key: str
+) -> ledger.Recorded:
+    return ledger.Recorded(
+        delivery_id=item.delivery_id,
+        subscriber_id=item.subscriber_id,
+        outcome=result.outcome.value,
+        attempts=item.attempts,
+        message_id=message_id,
+        variant_key=variant_key,
+        detail=result.detail,
+        suppress_recipient=result.recipient_rejected,
+    )
+
+
+def _count(report: DeliveryReport, recorded: ledger.Recorded) -> None:
+    if recorded.outcome == Outcome.SENT:
+        report.sent += 1
+    elif recorded.outcome == Outcome.RETRY:
+        report.retried += 1
+    else:
+        report.failed += 1
+        if recorded.suppress_recipient:
+            report.suppressed += 1
+
+
+def send_test(
+    *,
+    transport: Transport,
+    identity: SenderIdentity,
+    issue: Issue,
+    html: str,
+    text: str,
+    to: str,
+    clock: Clock = utcnow,
+) -> SendResult:
+    """One test copy of an edition to ``to``; the ledger is not touched. Links point to public pages."""
+    headers = MessageHeaders(
+        sender=identity.headers_from,
+        subject=f"[Test] {issue.subject}",
+        list_id=identity.list_id,
+        list_name=identity.list_name,
+        unsubscribe_mailto=identity.unsubscribe_mailto,
+    )
+    prepared = prepare_message(headers, html_body=html, text_body=text)
+    recipient = wire_address(to)
+    mid = make_msgid(idstring="test", domain=identity.domain)
+    values = personal.public_values(identity.links) | {
+        RECIPIENT: recipient,
+        DATE: format_datetime(clock()),
+        MESSAGE_ID: mid,
+        UNSUBSCRIBE_MAILTO: "test",
+        personal.EMAIL: to,
+    }
+    return transport.send(
+        Envelope(sender=identity.envelope_sender, recipient=recipient, message_id=mid),
+        prepared.personalise(values),
+    )

@@ -1,0 +1,190 @@
+"""Tables of the pipeline: articles, market snapshots, issues (editions) and the deliveries ledger.
+
+The subscribers table lives in :mod:`subscribers.model`; both share one metadata, so one Alembic
+history covers them.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
+from subscribers.model import Subscriber
+
+
+class Article(Base):
+    """A news story seen in a feed. Unique per (source, GUID) and per canonical URL."""
+
+    __tablename__ = "articles"
+    __table_args__ = (
+        UniqueConstraint("source", "guid"),
+        Index("ix_articles_published_at", "published_at"),
+        Index("ix_articles_title_key", "title_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    guid: Mapped[str] = mapped_column(String(1000))
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    #: The title folded for duplicate detection across sources.
+    title_key: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str | None] = mapped_column(String(200))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MarketSnapshot(Base):
+    """One coin's market data as fetched at one moment."""
+
+    __tablename__ = "market_snapshots"
+    __table_args__ = (Index("ix_market_snapshots_coin_fetched", "coin_id", "fetched_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    coin_id: Mapped[str] = mapped_column(String(100))
+    symbol: Mapped[str] = mapped_column(String(30))
+    name: Mapped[str] = mapped_column(String(100))
+    vs_currency: Mapped[str] = mapped_column(String(10))
+    price: Mapped[float] = mapped_column(Float)
+    market_cap: Mapped[float | None] = mapped_column(Float)
+    market_cap_rank: Mapped[int | None] = mapped_column(Integer)
+    change_24h: Mapped[float | None] = mapped_column(Float)
+    change_7d: Mapped[float | None] = mapped_column(Float)
+    sparkline_7d: Mapped[list[float] | None] = mapped_column(JSON)
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    #: When the data provider last updated this price.
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class IssueStatus(enum.StrEnum):
+    DRAFT = "draft"
+    READY = "ready"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+#: Editions whose content may still be rebuilt.
+REBUILDABLE = frozenset({IssueStatus.DRAFT, IssueStatus.READY})
+
+
+class Issue(Base):
+    """One edition per date."""
+
+    __tablename__ = "issues"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    edition_date: Mapped[date] = mapped_column(Date, unique=True)
+    status: Mapped[IssueStatus] = mapped_column(
+        status_enum(IssueStatus, "issue_status"), default=IssueStatus.DRAFT
+    )
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    #: fetched_at of the market snapshot the edition shows, None when no market data was available.
+    market_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    variants: Mapped[list[IssueVariant]] = relationship(
+        back_populates="issue", cascade="all, delete-orphan", order_by="IssueVariant.id"
+    )
+    articles: Mapped[list[IssueArticle]] = relationship(
+        back_populates="issue", cascade="all, delete-orphan", order_by="IssueArticle.position"
+    )
+
+
+class IssueArticle(Base):
+    """A story chosen for an edition. An article appears in at most one edition."""
+
+    __tablename__ = "issue_articles"
+
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, unique=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+    issue: Mapped[Issue] = relationship(back_populates="articles")
+    article: Mapped[Article] = relationship()
+
+
+class IssueVariant(Base):
+    """The final inlined HTML and the text of one variant of an edition, with personal tokens.
+
+    The tokens (see ``newsletter.delivery.message``) are replaced per recipient at send time, so what a
+    subscriber received can be shown again byte for byte.
+    """
+
+    __tablename__ = "issue_variants"
+    __table_args__ = (UniqueConstraint("issue_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    issue: Mapped[Issue] = relationship(back_populates="variants")
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class Delivery(Base):
+    """The ledger: one row per (edition, subscriber). Queue, audit trail and exactly-once guard."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_deliveries_issue_status", "issue_id", "status"),
+        Index(
+            "ix_deliveries_queued",
+            "issue_id",
+            "not_before",
+            "id",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        status_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    variant_key: Mapped[str | None] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriber: Mapped[Subscriber] = relationship()

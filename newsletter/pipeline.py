@@ -1,0 +1,180 @@
+"""The newsletter's operations, as the CLI, the scheduler and the admin API call them.
+
+Each function does one step on an :class:`~newsletter.bootstrap.App` and returns a plain report; none
+prints. Every step is idempotent: a rerun never sends an edition twice to the same subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from newsletter import personal
+from newsletter.bootstrap import App
+from newsletter.delivery import ledger
+from newsletter.delivery.sender import DeliveryReport, send_test
+from newsletter.delivery.transports import SendResult
+from newsletter.editions import BuildResult, build_issue, get_issue, require_issue, start_sending, variant
+from newsletter.errors import IssueStateError, UsageError
+from newsletter.ingest import SourceOutcome, fetch_sources
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from subscribers.addresses import normalise
+from subscribers.model import Subscriber, SubscriberStatus
+
+
+def today(app: App, now: datetime) -> date:
+    """The edition date: today in the newsletter's time zone."""
+    return now.astimezone(app.settings.zone).date()
+
+
+def parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-24") from None
+
+
+def fetch(app: App, *, now: datetime) -> list[SourceOutcome]:
+    fetcher = app.fetcher()
+    return fetch_sources(
+        app.database,
+        feeds=app.feed_sources(fetcher),
+        market=app.market_source(fetcher),
+        now=now,
+    )
+
+
+def build(app: App, *, edition_date: date, now: datetime) -> BuildResult:
+    return build_issue(app.database, app.renderer, app.settings, edition_date=edition_date, now=now)
+
+
+def preview(app: App, *, edition_date: date, output: Path | None = None) -> Path:
+    """Write the edition's final inlined HTML (links to public pages, no personal data)."""
+    with app.database.transaction(readonly=True) as session:
+        issue = require_issue(session, edition_date)
+        html = variant(session, issue).html
+    target = output or Path("var") / "preview" / f"{edition_date.isoformat()}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    links = personal.Links(app.settings.base_url)
+    target.write_text(personal.fill(html, personal.public_values(links)), encoding="utf-8")
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class SendPlan:
+    """What a send would do, without doing it."""
+
+    edition_date: date
+    issue_status: IssueStatus | None
+    confirmed: int
+    to_enqueue: int
+    in_ledger: int
+
+
+def plan_send(app: App, *, edition_date: date) -> SendPlan:
+    with app.database.transaction(readonly=True) as session:
+        issue = get_issue(session, edition_date)
+        confirmed = session.scalar(
+            select(func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+        ) or 0
+        in_ledger = 0
+        to_enqueue = confirmed
+        if issue is not None:
+            in_ledger = session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)
+            ) or 0
+            already = session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.issue_id == issue.id, Subscriber.status == SubscriberStatus.CONFIRMED)
+            ) or 0
+            to_enqueue = confirmed - already
+            if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
+                to_enqueue = 0
+        return SendPlan(
+            edition_date=edition_date,
+            issue_status=issue.status if issue else None,
+            confirmed=confirmed,
+            to_enqueue=to_enqueue,
+            in_ledger=in_ledger,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    edition_date: date
+    already_sent: bool
+    built: BuildResult | None
+    enqueued: int
+    due: int
+    report: DeliveryReport | None
+    sent_at: datetime | None = None
+
+
+def send(
+    app: App,
+    *,
+    edition_date: date,
+    now: datetime,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[ledger.Recorded], None] | None = None,
+) -> SendOutcome:
+    """Send an edition now: build it if there is none, enqueue every confirmed subscriber, deliver.
+
+    An edition already sent is left alone (``already_sent``); one being sent is resumed.
+    """
+    app.check_can_send()
+    built = None
+    with app.database.transaction(readonly=True) as session:
+        issue = get_issue(session, edition_date)
+    if issue is None:
+        built = build(app, edition_date=edition_date, now=now)
+    elif issue.status is IssueStatus.SENT:
+        return SendOutcome(edition_date, True, None, 0, 0, None, sent_at=issue.sent_at)
+    elif issue.status is IssueStatus.CANCELLED:
+        raise IssueStateError(f"the edition of {edition_date} was cancelled; it will not be sent")
+    with app.database.transaction() as session:
+        current = require_issue(session, edition_date)
+        start_sending(current, now=now)
+        enqueued = ledger.enqueue_issue(session, current.id, now=now, not_before=now)
+        due = session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.issue_id == current.id,
+                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+                Delivery.not_before <= now,
+            )
+        ) or 0
+        issue_id = current.id
+    if on_start is not None:
+        on_start(due)
+    transport = app.transport()
+    try:
+        with app.database.transaction(readonly=True) as session:
+            target = session.get_one(Issue, issue_id)
+        report = app.sender(transport, on_result=on_result).deliver(target)
+    finally:
+        transport.close()
+    return SendOutcome(edition_date, False, built, enqueued, due, report)
+
+
+def send_test_copy(app: App, *, edition_date: date, to: str) -> SendResult:
+    """Send one copy of an edition to ``to``, marked [Test]; the ledger is not touched."""
+    address = normalise(to).email
+    with app.database.transaction(readonly=True) as session:
+        issue = require_issue(session, edition_date)
+        stored = variant(session, issue)
+        html, text = stored.html, stored.text
+    transport = app.transport()
+    try:
+        return send_test(
+            transport=transport, identity=app.identity(), issue=issue, html=html, text=text, to=address
+        )
+    finally:
+        transport.close()

@@ -1,0 +1,125 @@
+"""Rendering an edition: Jinja2 templates to HTML and text, CSS inlined once by premailer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+from premailer import Premailer
+
+from newsletter import personal
+from newsletter.digest import Digest
+from newsletter.errors import RenderError
+from newsletter.formatting import format_change, format_price
+
+HTML_TEMPLATE = "issue.html.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+#: Gmail clips messages whose HTML is larger than this; editions stay below it.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EditionContext:
+    """What the templates need besides the digest: names, links, legal footer."""
+
+    newsletter_name: str
+    links: personal.Links
+    postal_address: str
+    unsubscribe_address: str
+    timezone: str
+    prices_by: str = "CoinGecko"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEdition:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def _local_time(value: datetime, zone: str, pattern: str = "%H:%M") -> str:
+    return value.astimezone(ZoneInfo(zone)).strftime(pattern)
+
+
+class Renderer:
+    """Renders editions from the templates found on ``search_path`` (first match wins)."""
+
+    def __init__(self, search_path: Sequence[Path]) -> None:
+        self.search_path = [path for path in search_path if path.is_dir()]
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.search_path),
+            autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["price"] = format_price
+        self.env.filters["change"] = format_change
+        self.env.filters["local_time"] = _local_time
+
+    def template(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound:
+            where = ", ".join(str(path) for path in self.search_path) or "no template folder"
+            raise RenderError(
+                f"template {name} was not found (searched: {where})",
+                hint="check NEWSLETTER_TEMPLATES_DIR or reinstall the package",
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(
+                f"template {exc.filename or name} has a syntax error on line {exc.lineno}: {exc.message}"
+            ) from None
+
+    def render_page(self, name: str, **values: object) -> str:
+        try:
+            return self.template(name).render(**values)
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"template {name} uses an undefined value: {exc.message}") from None
+
+    def render_edition(self, digest: Digest, *, context: EditionContext) -> RenderedEdition:
+        subject = digest.subject(context.newsletter_name)
+        preheader = digest.preheader()
+        values = {
+            "digest": digest,
+            "market": digest.market,
+            "stories": digest.stories,
+            "subject": subject,
+            "preheader": preheader,
+            "edition": context,
+            "archive_url": context.links.archive(digest.edition_date),
+            "home_url": context.links.home(),
+            "email": personal.EMAIL,
+            "unsubscribe_url": personal.UNSUBSCRIBE_URL,
+            "preferences_url": personal.PREFERENCES_URL,
+        }
+        html = inline_css(self.render_page(HTML_TEMPLATE, **values))
+        text = self.render_page(TEXT_TEMPLATE, **values)
+        return RenderedEdition(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def inline_css(html: str) -> str:
+    """Move the stylesheet into ``style`` attributes, keeping media queries in a ``<style>`` block.
+
+    Premailer never fetches anything (no network), and keeps classes so that the dark-mode and
+    mobile rules that mail clients apply from ``<style>`` still find their elements.
+    """
+    inliner = Premailer(
+        html,
+        allow_network=False,
+        remove_classes=False,
+        strip_important=False,
+        keep_style_tags=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        align_floating_images=False,
+    )
+    result: str = inliner.transform(pretty_print=False)
+    return result

@@ -1,0 +1,47 @@
+"""Third-party text made safe: feed HTML becomes plain text (via nh3) before it reaches an email."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import nh3
+
+_SPACE = re.compile(r"\s+")
+_NOT_WORD = re.compile(r"[^\w\s]", re.UNICODE)
+_BLOCK_END = re.compile(r"(?i)</(p|div|li|h[1-6]|blockquote|tr)>|<br\s*/?>")
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: every tag dropped, scripts and styles with their content."""
+    if not fragment:
+        return ""
+    spaced = _BLOCK_END.sub(" ", fragment)
+    cleaned = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
+    text = html.unescape(cleaned)
+    text = "".join(char for char in text if unicodedata.category(char)[0] != "C" or char in "\n\t ")
+    return _SPACE.sub(" ", text).strip()
+
+
+def teaser(text: str, limit: int = 300) -> str:
+    """``text`` cut to at most ``limit`` characters on a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def clean_title(raw: str, limit: int = 300) -> str:
+    """A headline as plain text on one line."""
+    return teaser(html_to_text(raw), limit)
+
+
+def title_key(title: str) -> str:
+    """The title folded for duplicate detection: case, accents' forms, punctuation and spacing."""
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    folded = _NOT_WORD.sub(" ", folded)
+    return _SPACE.sub(" ", folded).strip()[:500]

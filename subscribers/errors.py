@@ -1,0 +1,43 @@
+"""Errors of the subscriber list. ``newsletter.errors`` registers them under ``NewsletterError``."""
+
+from __future__ import annotations
+
+
+class SubscriberError(Exception):
+    """Base of the subscriber list's errors; the message says what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class InvalidAddress(SubscriberError):
+    """An email address that cannot receive mail (syntax, domain)."""
+
+    exit_code = 2
+
+
+class IllegalTransition(SubscriberError):
+    """A status change the subscriber state machine does not allow."""
+
+
+class UnknownSubscriber(SubscriberError):
+    """No subscriber has that address or id."""
+
+
+class ImportFileError(SubscriberError):
+    """A CSV file that cannot be read at all (missing, not CSV, no email column)."""
+
+    exit_code = 2
+
+
+class BadToken(SubscriberError):
+    """A signed link token that is forged, for another purpose, or expired."""

@@ -1,0 +1,173 @@
+"""The subscriber row and its state machine.
+
+::
+
+    pending ──confirm──▶ confirmed ──unsubscribe──▶ unsubscribed ──resubscribe──▶ pending
+        │                    │
+        └──────suppress──────┴──▶ bounced | complained
+
+Suppression is a status, never a deletion: an import cannot bring back an address that left.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
+from subscribers.errors import IllegalTransition
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+#: Statuses that keep an address from being re-added by an import or a signup.
+SUPPRESSED = frozenset(
+    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+)
+
+
+class MailFormat(enum.StrEnum):
+    HTML = "html"
+    TEXT = "text"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    __table_args__ = (
+        CheckConstraint("send_hour IS NULL OR (send_hour >= 0 AND send_hour <= 23)", name="send_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    #: The address folded for uniqueness: lower-cased local part, ASCII (IDNA) domain.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        status_enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING, index=True
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    send_hour: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[MailFormat] = mapped_column(status_enum(MailFormat, "mail_format"), default=MailFormat.HTML)
+    watchlist: Mapped[list[str] | None] = mapped_column(JSON)
+    sections: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    consent_ip: Mapped[str | None] = mapped_column(String(45))
+    consent_user_agent: Mapped[str | None] = mapped_column(String(500))
+    consent_wording: Mapped[str | None] = mapped_column(String(40))
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.status.value}>"
+
+    @property
+    def is_suppressed(self) -> bool:
+        return self.status in SUPPRESSED
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything held about this subscriber, as JSON-ready data."""
+        data: dict[str, Any] = {}
+        for column in self.__table__.columns:
+            value = getattr(self, column.key)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            data[column.key] = value
+        return data
+
+
+# The legal moves. Each function changes the row in place and raises IllegalTransition otherwise.
+
+
+def _move(
+    subscriber: Subscriber,
+    to: SubscriberStatus,
+    *,
+    allowed_from: frozenset[SubscriberStatus],
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    if subscriber.status not in allowed_from:
+        raise IllegalTransition(
+            f"subscriber {subscriber.email} is {subscriber.status.value}; "
+            f"it cannot become {to.value}"
+        )
+    subscriber.status = to
+    subscriber.status_changed_at = now
+    subscriber.status_reason = reason
+
+
+def confirm(subscriber: Subscriber, *, now: datetime | None = None) -> bool:
+    """pending → confirmed. Confirming a confirmed subscriber is a no-op (returns False)."""
+    now = now or utcnow()
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return False
+    _move(
+        subscriber,
+        SubscriberStatus.CONFIRMED,
+        allowed_from=frozenset({SubscriberStatus.PENDING}),
+        now=now,
+    )
+    subscriber.confirmed_at = now
+    return True
+
+
+def unsubscribe(subscriber: Subscriber, *, now: datetime | None = None, reason: str | None = None) -> bool:
+    """pending or confirmed → unsubscribed; idempotent for a suppressed subscriber (returns False)."""
+    now = now or utcnow()
+    if subscriber.is_suppressed:
+        return False
+    _move(
+        subscriber,
+        SubscriberStatus.UNSUBSCRIBED,
+        allowed_from=frozenset({SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED}),
+        now=now,
+        reason=reason,
+    )
+    subscriber.unsubscribed_at = now
+    return True
+
+
+def suppress(
+    subscriber: Subscriber, status: SubscriberStatus, *, reason: str, now: datetime | None = None
+) -> bool:
+    """Any status → bounced or complained (a hard bounce, a spam complaint)."""
+    if status not in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
+        raise IllegalTransition(f"{status.value} is not a suppression status")
+    if subscriber.status is status:
+        return False
+    _move(
+        subscriber,
+        status,
+        allowed_from=frozenset(SubscriberStatus) - {SubscriberStatus.COMPLAINED},
+        now=now or utcnow(),
+        reason=reason,
+    )
+    return True
+
+
+def resubscribe(subscriber: Subscriber, *, now: datetime | None = None) -> None:
+    """unsubscribed → pending: the subscriber asked to come back and must confirm again."""
+    _move(
+        subscriber,
+        SubscriberStatus.PENDING,
+        allowed_from=frozenset({SubscriberStatus.UNSUBSCRIBED}),
+        now=now or utcnow(),
+    )
+    subscriber.confirmed_at = None
+    subscriber.unsubscribed_at = None

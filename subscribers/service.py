@@ -1,0 +1,316 @@
+"""Adding, importing, listing and exporting subscribers.
+
+Functions take a SQLAlchemy ``Session`` (or a ``transaction`` factory for work done in chunks); the
+caller owns the transaction, so the same code serves the CLI, the web and the scheduler.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from subscribers.addresses import normalise
+from subscribers.base import insert_ignoring_conflicts, utcnow
+from subscribers.errors import ImportFileError, InvalidAddress, SubscriberError, UnknownSubscriber
+from subscribers.model import SUPPRESSED, Subscriber, SubscriberStatus
+
+Transaction = Callable[[], AbstractContextManager[Session]]
+
+EXPORT_COLUMNS = ("email", "name", "status", "timezone", "created_at", "confirmed_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    line: int
+    email: str
+    key: str
+    name: str | None
+    timezone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    line: int
+    value: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ImportReport:
+    added: int = 0
+    already_present: int = 0
+    suppressed: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.added + self.already_present + self.suppressed + len(self.rejected)
+
+
+def check_timezone(value: str | None) -> str | None:
+    """Return a valid IANA zone name, None for an empty value; raise SubscriberError otherwise."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SubscriberError(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _clean_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if any(char in value for char in "\r\n\x00"):
+        raise SubscriberError("the name contains a line break")
+    if len(value) > 200:
+        raise SubscriberError("the name is longer than 200 characters")
+    return value or None
+
+
+def add_subscriber(
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    confirmed: bool = False,
+    source: str = "cli",
+    now: datetime | None = None,
+) -> tuple[Subscriber, bool]:
+    """Add one address; return the subscriber and whether it was created.
+
+    An address already on the list is returned unchanged, whatever its status: a suppressed address is
+    never re-activated here.
+    """
+    now = now or utcnow()
+    address = normalise(email)
+    existing = session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
+    if existing is not None:
+        return existing, False
+    subscriber = Subscriber(
+        email=address.email,
+        email_key=address.key,
+        name=_clean_name(name),
+        timezone=check_timezone(timezone),
+        status=SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+        created_at=now,
+        status_changed_at=now,
+        confirmed_at=now if confirmed else None,
+        consent_at=now,
+        consent_source=source,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber, True
+
+
+def get_by_email(session: Session, email: str) -> Subscriber:
+    key = normalise(email).key
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
+    if subscriber is None:
+        raise UnknownSubscriber(f"no subscriber has the address {email}")
+    return subscriber
+
+
+def read_csv(path: Path) -> Iterator[ImportRow | RejectedRow]:
+    """Read an import file: a header row with an ``email`` column, optional ``name`` and ``timezone``.
+
+    Yields one valid row or one rejected row (with its line number and reason) per data line; raises
+    :class:`ImportFileError` when the file as a whole cannot be used.
+    """
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise ImportFileError(f"import file {path} does not exist") from None
+    except OSError as exc:
+        raise ImportFileError(f"cannot read import file {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            yield from _read_rows(handle, path)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"import file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                hint="save it as CSV UTF-8 and try again",
+            ) from None
+        except csv.Error as exc:
+            raise ImportFileError(f"import file {path} is not valid CSV: {exc}") from None
+
+
+def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        raise ImportFileError(f"import file {path} is empty", hint="the first row must name the columns")
+    columns = [name.strip().lower() for name in header]
+    if "email" not in columns:
+        raise ImportFileError(
+            f"import file {path} has no 'email' column (its columns: {', '.join(header) or 'none'})",
+            hint="the first row must be a header such as: email,name,timezone",
+        )
+    email_at = columns.index("email")
+    name_at = columns.index("name") if "name" in columns else None
+    zone_at = columns.index("timezone") if "timezone" in columns else None
+    seen: dict[str, int] = {}
+    for values in reader:
+        line = reader.line_num
+        if not values or all(not value.strip() for value in values):
+            continue
+        raw = values[email_at].strip() if email_at < len(values) else ""
+        if len(values) != len(columns):
+            yield RejectedRow(line, raw, f"has {len(values)} fields where the header has {len(columns)}")
+            continue
+        try:
+            address = normalise(raw)
+            name = _clean_name(values[name_at]) if name_at is not None else None
+            zone = check_timezone(values[zone_at]) if zone_at is not None else None
+        except (InvalidAddress, SubscriberError) as exc:
+            yield RejectedRow(line, raw, exc.message)
+            continue
+        if address.key in seen:
+            yield RejectedRow(line, raw, f"duplicate of line {seen[address.key]}")
+            continue
+        seen[address.key] = line
+        yield ImportRow(line, address.email, address.key, name, zone)
+
+
+def _insert_ignoring_conflicts(session: Session, values: list[dict[str, Any]]) -> set[str]:
+    """Insert subscribers, skipping addresses that appeared meanwhile; return the keys inserted."""
+    statement = insert_ignoring_conflicts(session, Subscriber, index_elements=["email_key"])
+    result = session.execute(statement.returning(Subscriber.email_key), values)
+    return set(result.scalars())
+
+
+def import_rows(
+    transaction: Transaction,
+    rows: Iterable[ImportRow | RejectedRow],
+    *,
+    confirmed: bool,
+    source: str,
+    chunk_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Import rows in chunks, one transaction each; good rows import even when others are rejected.
+
+    Addresses already on the list are counted, not changed; suppressed ones (unsubscribed, bounced,
+    complained) stay suppressed.
+    """
+    report = ImportReport()
+    chunk: list[ImportRow] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        stamp = now or utcnow()
+        with transaction() as session:
+            keys = [row.key for row in chunk]
+            existing = dict(
+                session.execute(
+                    select(Subscriber.email_key, Subscriber.status).where(
+                        Subscriber.email_key.in_(keys)
+                    )
+                ).tuples().all()
+            )
+            fresh = [row for row in chunk if row.key not in existing]
+            inserted = set()
+            if fresh:
+                inserted = _insert_ignoring_conflicts(
+                    session,
+                    [
+                        {
+                            "email": row.email,
+                            "email_key": row.key,
+                            "name": row.name,
+                            "timezone": row.timezone,
+                            "status": SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+                            "created_at": stamp,
+                            "status_changed_at": stamp,
+                            "confirmed_at": stamp if confirmed else None,
+                            "consent_at": stamp,
+                            "consent_source": source,
+                        }
+                        for row in fresh
+                    ],
+                )
+        report.added += len(inserted)
+        for row in chunk:
+            if row.key in inserted:
+                continue
+            if existing.get(row.key) in SUPPRESSED:
+                report.suppressed += 1
+            else:
+                report.already_present += 1
+        if progress:
+            progress(len(chunk))
+        chunk.clear()
+
+    for row in rows:
+        if isinstance(row, RejectedRow):
+            report.rejected.append(row)
+            if progress:
+                progress(1)
+            continue
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
+            flush()
+    flush()
+    return report
+
+
+def count_subscribers(session: Session) -> dict[SubscriberStatus, int]:
+    counts = dict.fromkeys(SubscriberStatus, 0)
+    for status, count in session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    ).tuples():
+        counts[status] = count
+    return counts
+
+
+def iter_subscribers(
+    session: Session, *, status: SubscriberStatus | None = None, batch: int = 1000
+) -> Iterator[Subscriber]:
+    """Stream subscribers in id order without loading the whole list."""
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    yield from session.scalars(query.execution_options(yield_per=batch))
+
+
+def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
+    """Write subscribers as CSV (readable back by ``read_csv``); return the number written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    for subscriber in subscribers:
+        writer.writerow(
+            [
+                subscriber.email,
+                _csv_safe(subscriber.name or ""),
+                subscriber.status.value,
+                subscriber.timezone or "",
+                subscriber.created_at.isoformat(),
+                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+            ]
+        )
+        written += 1
+    return written
+
+
+def _csv_safe(value: str) -> str:
+    """Defuse spreadsheet formulas in exported cells (CSV injection)."""
+    if value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
