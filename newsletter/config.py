@@ -347,6 +347,8 @@ def env_name(field: str) -> str:
 
 def _describe(error: Any) -> str:
     location = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "extra_forbidden":
+        return f"unknown setting {'.'.join(location)!r} (see docs/settings.md for the names)"
     name = env_name(location[0]) if location else "settings"
     if len(location) > 1:
         name += "__" + "__".join(part.upper() for part in location[1:])

@@ -10,6 +10,11 @@ import nh3
 
 _SPACE = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[^\w\s]", re.UNICODE)
+_TRAILER = re.compile(
+    r"(\s*(\[(…|\.\.\.)\]|…|read more|continue reading|read the full story|the post .* appeared first on .*)"
+    r"[\s.…:»›→>]*)+$",
+    re.IGNORECASE,
+)
 _BLOCK_END = re.compile(r"(?i)</(p|div|li|h[1-6]|blockquote|tr)>|<br\s*/?>")
 
 
@@ -22,6 +27,11 @@ def html_to_text(fragment: str) -> str:
     text = html.unescape(cleaned)
     text = "".join(char for char in text if unicodedata.category(char)[0] != "C" or char in "\n\t ")
     return _SPACE.sub(" ", text).strip()
+
+
+def strip_trailer(text: str) -> str:
+    """Drop a feed's boilerplate tail: "Read more", "Continue reading", "[…]"."""
+    return _TRAILER.sub("", text).strip()
 
 
 def teaser(text: str, limit: int = 300) -> str:

@@ -221,7 +221,7 @@ def import_rows(
                     select(Subscriber.email_key, Subscriber.status).where(
                         Subscriber.email_key.in_(keys)
                     )
-                ).tuples().all()
+                ).all()
             )
             fresh = [row for row in chunk if row.key not in existing]
             inserted = set()
@@ -273,7 +273,7 @@ def count_subscribers(session: Session) -> dict[SubscriberStatus, int]:
     counts = dict.fromkeys(SubscriberStatus, 0)
     for status, count in session.execute(
         select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    ).tuples():
+    ):
         counts[status] = count
     return counts
 

@@ -80,7 +80,7 @@ def enqueue_issue(
             raise ValueError("enqueue_issue needs not_before or edition_date")
         combos = session.execute(
             select(Subscriber.timezone, Subscriber.send_hour).where(confirmed).distinct()
-        ).tuples()
+        )
         groups = [
             (
                 zone,
@@ -111,7 +111,8 @@ def enqueue_issue(
         statement = insert_ignoring_conflicts(session, Delivery).from_select(
             ["issue_id", "subscriber_id", "status", "not_before", "attempts", "created_at"], query
         )
-        added += session.execute(statement).rowcount or 0
+        result = session.execute(statement.execution_options(preserve_rowcount=True))
+        added += max(result.rowcount, 0)
     return added
 
 
@@ -263,7 +264,7 @@ def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     totals = dict.fromkeys(DeliveryStatus, 0)
     for status, count in session.execute(
         select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
-    ).tuples():
+    ):
         totals[status] = count
     return totals
 

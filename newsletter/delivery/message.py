@@ -158,7 +158,9 @@ def prepare_message(
         b"Content-Transfer-Encoding: quoted-printable\r\n"
     )
     if html_body is None:
-        pieces += [text_headers, b"\r\n", *_encoded_body(text_body, html_part=False), b"\r\n"]
+        if not text_body.endswith("\n"):
+            text_body += "\n"
+        pieces += [text_headers, b"\r\n", *_encoded_body(text_body, html_part=False)]
         return PreparedMessage(pieces)
     boundary = f"=_nl_{secrets.token_hex(12)}".encode("ascii")
     pieces += [

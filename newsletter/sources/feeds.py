@@ -13,7 +13,7 @@ from typing import Any
 import feedparser
 
 from newsletter.errors import SourceError
-from newsletter.sanitise import clean_title, html_to_text, teaser
+from newsletter.sanitise import clean_title, html_to_text, strip_trailer, teaser
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.urls import canonical_url
 
@@ -78,7 +78,7 @@ def _item(entry: Any, *, source: str, now: datetime) -> FeedItem | None:
     raw_summary = entry.get("summary", "") or ""
     contents = entry.get("content") or []
     body = " ".join(part.get("value", "") for part in contents) if contents else ""
-    summary = teaser(html_to_text(raw_summary or body), 600)
+    summary = teaser(strip_trailer(html_to_text(raw_summary or body)), 300)
     author = clean_title(entry.get("author", "") or "", 200) or None
     return FeedItem(
         source=source,
