@@ -7,7 +7,6 @@ input or settings, 1 for everything else).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 import time
@@ -28,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from newsletter import __version__, migrate, pipeline
+from newsletter import __version__, logs, migrate, pipeline
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.db import redact
@@ -115,9 +114,12 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     Typical day: fetch, issue build, issue preview, send. 'newsletter demo' runs them all on the
     bundled recorded data.
     """
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    context = Context(config, Console(highlight=False), Console(stderr=True, highlight=False))
+    logs.configure(verbose)
+    context = Context(
+        config,
+        Console(highlight=False, soft_wrap=True),
+        Console(stderr=True, highlight=False, soft_wrap=True),
+    )
     ctx.obj = context
     ctx.call_on_close(context.close)
 

@@ -64,23 +64,20 @@ class Renderer:
         self.env.filters["change"] = format_change
         self.env.filters["local_time"] = _local_time
 
-    def template(self, name: str) -> jinja2.Template:
+    def render_page(self, name: str, **values: object) -> str:
+        """Render one template; a missing, broken or inconsistent template is a RenderError."""
         try:
-            return self.env.get_template(name)
-        except jinja2.TemplateNotFound:
+            return self.env.get_template(name).render(**values)
+        except jinja2.TemplateNotFound as exc:
             where = ", ".join(str(path) for path in self.search_path) or "no template folder"
             raise RenderError(
-                f"template {name} was not found (searched: {where})",
+                f"template {exc.name} was not found (searched: {where})",
                 hint="check NEWSLETTER_TEMPLATES_DIR or reinstall the package",
             ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(
                 f"template {exc.filename or name} has a syntax error on line {exc.lineno}: {exc.message}"
             ) from None
-
-    def render_page(self, name: str, **values: object) -> str:
-        try:
-            return self.template(name).render(**values)
         except jinja2.UndefinedError as exc:
             raise RenderError(f"template {name} uses an undefined value: {exc.message}") from None
 
