@@ -42,7 +42,7 @@ golden: install
 	$(RUN) pytest tests/test_golden.py --update-golden
 
 bench: install
-	$(RUN) python benchmarks/digest.py
+	$(RUN) python benchmarks/personalise.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -39,7 +39,9 @@ class App:
                     port=settings.smtp_port,
                     tls=settings.smtp_tls,
                     username=settings.smtp_username,
-                    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                    password=settings.smtp_password.get_secret_value()
+                    if settings.smtp_password
+                    else None,
                     timeout=settings.smtp_timeout,
                 )
             )
@@ -83,7 +85,10 @@ class App:
         return fetcher
 
     def feed_sources(self, fetcher: Fetcher) -> list[FeedSource]:
-        return [FeedSource(name=feed.name, url=feed.url, fetcher=fetcher) for feed in self.settings.feeds]
+        return [
+            FeedSource(name=feed.name, url=feed.url, fetcher=fetcher)
+            for feed in self.settings.feeds
+        ]
 
     def market_source(self, fetcher: Fetcher) -> MarketSource:
         market = self.settings.market

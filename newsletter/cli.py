@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,9 @@ class NewsletterGroup(click.Group):
 pass_context = click.make_pass_decorator(Context)
 
 
-def _date_option(help_text: str = "Edition date, YYYY-MM-DD (default: today).") -> Callable[..., Any]:
+def _date_option(
+    help_text: str = "Edition date, YYYY-MM-DD (default: today).",
+) -> Callable[..., Any]:
     return click.option("--date", "date_text", metavar="YYYY-MM-DD", help=help_text)
 
 
@@ -254,14 +256,21 @@ def subscribers_list(context: Context, status: str | None) -> None:
     chosen = SubscriberStatus(status) if status else None
     with context.app.database.transaction(readonly=True) as session:
         for subscriber in iter_subscribers(session, status=chosen):
-            click.echo(f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}")
+            click.echo(
+                f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}"
+            )
         counts = count_subscribers(session)
     summary = ", ".join(f"{count} {state.value}" for state, count in counts.items() if count)
     context.err.print(f"{sum(counts.values())} subscribers ({summary or 'none'})")
 
 
 @subscribers.command("export")
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="File (default: stdout).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File (default: stdout).",
+)
 @click.option(
     "--status",
     type=click.Choice([status.value for status in SubscriberStatus]),
@@ -322,14 +331,18 @@ def issue_build(context: Context, date_text: str | None) -> None:
     context.console.print(f"{verb} the edition of {edition_date}: {result.subject}", markup=False)
     context.console.print(f"  {result.stories} stories, {result.coins} coins")
     if result.coins and result.market_stale:
-        context.console.print("  note: prices are older than the freshness limit and are labelled so")
+        context.console.print(
+            "  note: prices are older than the freshness limit and are labelled so"
+        )
     if not result.coins:
         context.console.print("  note: no market data; the edition says prices are unavailable")
 
 
 @issue.command("preview")
 @_date_option()
-@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="HTML file to write.")
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="HTML file to write."
+)
 @pass_context
 def issue_preview(context: Context, date_text: str | None, output: Path | None) -> None:
     """Write the edition's final HTML (CSS inlined) to a file and print its path."""
@@ -359,7 +372,9 @@ def issue_status(context: Context, date_text: str | None) -> None:
 @cli.command()
 @_date_option()
 @click.option("--dry-run", is_flag=True, help="Count the recipients; send nothing.")
-@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL; the ledger is untouched.")
+@click.option(
+    "--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL; the ledger is untouched."
+)
 @pass_context
 def send(context: Context, date_text: str | None, dry_run: bool, to: str | None) -> None:
     """Send an edition now to every confirmed subscriber (building it first if needed)."""
@@ -505,7 +520,11 @@ def demo(context: Context, subscribers_csv: Path) -> None:
         f"{len(imported.rejected)} rejected)"
     )
     for outcome in report.sources:
-        state = f"{outcome.items} items, {outcome.new} new" if outcome.ok else f"failed: {outcome.error}"
+        state = (
+            f"{outcome.items} items, {outcome.new} new"
+            if outcome.ok
+            else f"failed: {outcome.error}"
+        )
         console.print(f"Source {outcome.name}: {state}", markup=False)
     if report.built:
         console.print(f"Edition {report.built.edition_date}: {report.built.subject}", markup=False)

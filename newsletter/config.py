@@ -160,7 +160,9 @@ class Settings(BaseSettings):
     send_time: str = Field(default="07:00", description="Default local send time, HH:MM.")
     article_count: int = Field(default=8, ge=1, le=50, description="Stories per edition.")
     per_source_cap: int = Field(
-        default=3, ge=1, description="Most stories one feed gives an edition (unless it sets its own)."
+        default=3,
+        ge=1,
+        description="Most stories one feed gives an edition (unless it sets its own).",
     )
     max_article_age_hours: int = Field(
         default=36,
@@ -217,7 +219,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin"
+            ) from exc
         return value
 
     @field_validator("send_time")

@@ -52,7 +52,9 @@ def run_demo(
     built = None
     if issue is None or issue.status in REBUILDABLE:
         built = pipeline.build(app, edition_date=edition_date, now=now)
-    sent = pipeline.send(app, edition_date=edition_date, now=now, on_start=on_start, on_result=on_result)
+    sent = pipeline.send(
+        app, edition_date=edition_date, now=now, on_start=on_start, on_result=on_result
+    )
     preview = pipeline.preview(app, edition_date=edition_date)
     with app.database.transaction(readonly=True) as session:
         confirmed = count_subscribers(session)[SubscriberStatus.CONFIRMED]

@@ -64,7 +64,9 @@ def compose_digest(
         now=now,
         max_age=timedelta(minutes=settings.market_max_age_minutes),
     )
-    return Digest(edition_date=edition_date, stories=stories_from(articles), market=market), articles
+    return Digest(
+        edition_date=edition_date, stories=stories_from(articles), market=market
+    ), articles
 
 
 def build_issue(
@@ -164,7 +166,9 @@ def start_sending(issue: Issue, *, now: datetime) -> None:
     if issue.status is IssueStatus.SENDING:
         return
     if issue.status not in REBUILDABLE:
-        raise IssueStateError(f"the edition of {issue.edition_date} is {issue.status.value}; it cannot be sent")
+        raise IssueStateError(
+            f"the edition of {issue.edition_date} is {issue.status.value}; it cannot be sent"
+        )
     issue.status = IssueStatus.SENDING
     issue.sending_at = now
 
@@ -172,6 +176,8 @@ def start_sending(issue: Issue, *, now: datetime) -> None:
 def finish_sending(issue: Issue, *, now: datetime) -> None:
     """sending → sent (when no delivery is queued or in flight)."""
     if issue.status is not IssueStatus.SENDING:
-        raise IssueStateError(f"the edition of {issue.edition_date} is {issue.status.value}, not sending")
+        raise IssueStateError(
+            f"the edition of {issue.edition_date} is {issue.status.value}, not sending"
+        )
     issue.status = IssueStatus.SENT
     issue.sent_at = now

@@ -62,7 +62,9 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
         return ""
     if len(points) > width:
         step = len(points) / width
-        points = [points[min(int(index * step + step - 1), len(points) - 1)] for index in range(width)]
+        points = [
+            points[min(int(index * step + step - 1), len(points) - 1)] for index in range(width)
+        ]
     low, high = min(points), max(points)
     if high == low:
         return SPARK_BARS[3] * len(points)

@@ -15,7 +15,8 @@ def alembic_config(database: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option(
-        "sqlalchemy.url", database.engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        "sqlalchemy.url",
+        database.engine.url.render_as_string(hide_password=False).replace("%", "%%"),
     )
     config.attributes["engine"] = database.engine
     return config

@@ -118,8 +118,12 @@ class IssueArticle(Base):
 
     __tablename__ = "issue_articles"
 
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, unique=True)
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id"), primary_key=True, unique=True
+    )
     position: Mapped[int] = mapped_column(Integer)
 
     issue: Mapped[Issue] = relationship(back_populates="articles")

@@ -18,7 +18,14 @@ from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.sender import DeliveryReport, send_test
 from newsletter.delivery.transports import SendResult
-from newsletter.editions import BuildResult, build_issue, get_issue, require_issue, start_sending, variant
+from newsletter.editions import (
+    BuildResult,
+    build_issue,
+    get_issue,
+    require_issue,
+    start_sending,
+    variant,
+)
 from newsletter.errors import IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
@@ -35,7 +42,9 @@ def parse_date(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-24") from None
+        raise UsageError(
+            f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-24"
+        ) from None
 
 
 def fetch(app: App, *, now: datetime) -> list[SourceOutcome]:
@@ -78,21 +87,33 @@ class SendPlan:
 def plan_send(app: App, *, edition_date: date) -> SendPlan:
     with app.database.transaction(readonly=True) as session:
         issue = get_issue(session, edition_date)
-        confirmed = session.scalar(
-            select(func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
-        ) or 0
+        confirmed = (
+            session.scalar(
+                select(func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+            )
+            or 0
+        )
         in_ledger = 0
         to_enqueue = confirmed
         if issue is not None:
-            in_ledger = session.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)
-            ) or 0
-            already = session.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Delivery.issue_id == issue.id, Subscriber.status == SubscriberStatus.CONFIRMED)
-            ) or 0
+            in_ledger = (
+                session.scalar(
+                    select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)
+                )
+                or 0
+            )
+            already = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                    .where(
+                        Delivery.issue_id == issue.id,
+                        Subscriber.status == SubscriberStatus.CONFIRMED,
+                    )
+                )
+                or 0
+            )
             to_enqueue = confirmed - already
             if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
                 to_enqueue = 0
@@ -142,15 +163,18 @@ def send(
         current = require_issue(session, edition_date)
         start_sending(current, now=now)
         enqueued = ledger.enqueue_issue(session, current.id, now=now, not_before=now)
-        due = session.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(
-                Delivery.issue_id == current.id,
-                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-                Delivery.not_before <= now,
+        due = (
+            session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.issue_id == current.id,
+                    Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+                    Delivery.not_before <= now,
+                )
             )
-        ) or 0
+            or 0
+        )
         issue_id = current.id
     if on_start is not None:
         on_start(due)
@@ -174,7 +198,12 @@ def send_test_copy(app: App, *, edition_date: date, to: str) -> SendResult:
     transport = app.transport()
     try:
         return send_test(
-            transport=transport, identity=app.identity(), issue=issue, html=html, text=text, to=address
+            transport=transport,
+            identity=app.identity(),
+            issue=issue,
+            html=html,
+            text=text,
+            to=address,
         )
     finally:
         transport.close()

@@ -54,7 +54,12 @@ class Renderer:
         self.search_path = [path for path in search_path if path.is_dir()]
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.search_path),
-            autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html.j2", "html"),
+                disabled_extensions=("txt.j2", "txt"),
+                default_for_string=True,
+                default=True,
+            ),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, Enum, Insert, Integer, MetaData

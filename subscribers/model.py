@@ -44,7 +44,9 @@ class MailFormat(enum.StrEnum):
 class Subscriber(Base):
     __tablename__ = "subscribers"
     __table_args__ = (
-        CheckConstraint("send_hour IS NULL OR (send_hour >= 0 AND send_hour <= 23)", name="send_hour"),
+        CheckConstraint(
+            "send_hour IS NULL OR (send_hour >= 0 AND send_hour <= 23)", name="send_hour"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -53,12 +55,16 @@ class Subscriber(Base):
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[SubscriberStatus] = mapped_column(
-        status_enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING, index=True
+        status_enum(SubscriberStatus, "subscriber_status"),
+        default=SubscriberStatus.PENDING,
+        index=True,
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
     timezone: Mapped[str | None] = mapped_column(String(64))
     send_hour: Mapped[int | None] = mapped_column(Integer)
-    format: Mapped[MailFormat] = mapped_column(status_enum(MailFormat, "mail_format"), default=MailFormat.HTML)
+    format: Mapped[MailFormat] = mapped_column(
+        status_enum(MailFormat, "mail_format"), default=MailFormat.HTML
+    )
     watchlist: Mapped[list[str] | None] = mapped_column(JSON)
     sections: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -127,7 +133,9 @@ def confirm(subscriber: Subscriber, *, now: datetime | None = None) -> bool:
     return True
 
 
-def unsubscribe(subscriber: Subscriber, *, now: datetime | None = None, reason: str | None = None) -> bool:
+def unsubscribe(
+    subscriber: Subscriber, *, now: datetime | None = None, reason: str | None = None
+) -> bool:
     """pending or confirmed → unsubscribed; idempotent for a suppressed subscriber (returns False)."""
     now = now or utcnow()
     if subscriber.is_suppressed:

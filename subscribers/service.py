@@ -152,7 +152,9 @@ def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]
     reader = csv.reader(handle)
     header = next(reader, None)
     if header is None:
-        raise ImportFileError(f"import file {path} is empty", hint="the first row must name the columns")
+        raise ImportFileError(
+            f"import file {path} is empty", hint="the first row must name the columns"
+        )
     columns = [name.strip().lower() for name in header]
     if "email" not in columns:
         raise ImportFileError(
@@ -169,7 +171,9 @@ def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]
             continue
         raw = values[email_at].strip() if email_at < len(values) else ""
         if len(values) != len(columns):
-            yield RejectedRow(line, raw, f"has {len(values)} fields where the header has {len(columns)}")
+            yield RejectedRow(
+                line, raw, f"has {len(values)} fields where the header has {len(columns)}"
+            )
             continue
         try:
             address = normalise(raw)
@@ -234,7 +238,9 @@ def import_rows(
                             "email_key": row.key,
                             "name": row.name,
                             "timezone": row.timezone,
-                            "status": SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+                            "status": SubscriberStatus.CONFIRMED
+                            if confirmed
+                            else SubscriberStatus.PENDING,
                             "created_at": stamp,
                             "status_changed_at": stamp,
                             "confirmed_at": stamp if confirmed else None,
@@ -313,4 +319,3 @@ def _csv_safe(value: str) -> str:
     if value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
-

@@ -36,7 +36,9 @@ class TokenSigner:
         return value
 
     def sign_confirmation(self, subscriber_id: int) -> str:
-        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}").dumps(subscriber_id)
+        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}").dumps(
+            subscriber_id
+        )
 
     def verify_confirmation(self, token: str, *, max_age_seconds: int) -> int:
         serializer = URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}")

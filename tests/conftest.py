@@ -65,7 +65,9 @@ def postgres_server_url() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        reason = f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {exc.orig}"
+        reason = (
+            f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {exc.orig}"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason.splitlines()[0])
         pytest.skip(reason.splitlines()[0])
@@ -158,7 +160,9 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         reply = self.replies.get(address)
         if reply:
             return reply
@@ -166,7 +170,9 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        self.messages.append(
+            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
         return "250 Message accepted for delivery"
 
 

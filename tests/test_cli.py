@@ -58,7 +58,10 @@ def test_help_lists_the_commands(run: Callable[..., Result]) -> None:
 
 
 def test_subscribers_add_and_list(run: Callable[..., Result]) -> None:
-    assert "Added Reader@example.com (confirmed)" in ok(run("subscribers", "add", "Reader@Example.COM", "--confirmed")).output
+    assert (
+        "Added Reader@example.com (confirmed)"
+        in ok(run("subscribers", "add", "Reader@Example.COM", "--confirmed")).output
+    )
     assert "already on the list" in ok(run("subscribers", "add", "reader@example.com")).output
     listed = ok(run("subscribers", "list"))
     assert "Reader@example.com\tconfirmed" in listed.stdout
@@ -72,7 +75,9 @@ def test_invalid_address_is_a_clear_error(run: Callable[..., Result]) -> None:
     no_traceback(result)
 
 
-def test_import_reports_each_bad_row_and_keeps_the_good(run: Callable[..., Result], tmp_path: Path) -> None:
+def test_import_reports_each_bad_row_and_keeps_the_good(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
     source = write_csv(
         tmp_path / "list.csv",
         "email,name,timezone\n"
@@ -93,7 +98,10 @@ def test_import_reports_each_bad_row_and_keeps_the_good(run: Callable[..., Resul
     again = ok(run("subscribers", "import", str(source), "--confirmed"))
     assert "already present" in again.stdout
     listed = ok(run("subscribers", "list")).stdout
-    assert sorted(line.split("\t")[0] for line in listed.splitlines()) == ["ana@example.com", "dee@example.com"]
+    assert sorted(line.split("\t")[0] for line in listed.splitlines()) == [
+        "ana@example.com",
+        "dee@example.com",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -104,7 +112,9 @@ def test_import_reports_each_bad_row_and_keeps_the_good(run: Callable[..., Resul
         ("", "is empty"),
     ],
 )
-def test_unusable_import_file(run: Callable[..., Result], tmp_path: Path, content: str | None, message: str) -> None:
+def test_unusable_import_file(
+    run: Callable[..., Result], tmp_path: Path, content: str | None, message: str
+) -> None:
     path = tmp_path / "list.csv"
     if content is not None:
         write_csv(path, content)
@@ -131,10 +141,15 @@ def test_fetch_shows_each_source(run: Callable[..., Result]) -> None:
         assert name in output
 
 
-def test_fetch_reports_a_broken_feed_and_goes_on(run: Callable[..., Result], tmp_path: Path) -> None:
+def test_fetch_reports_a_broken_feed_and_goes_on(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
     config = tmp_path / "broken.toml"
     demo = Path("examples/demo.toml").read_text(encoding="utf-8")
-    config.write_text(demo + '\n[[feeds]]\nname = "Gone"\nurl = "examples/data/feeds/missing.xml"\n', encoding="utf-8")
+    config.write_text(
+        demo + '\n[[feeds]]\nname = "Gone"\nurl = "examples/data/feeds/missing.xml"\n',
+        encoding="utf-8",
+    )
     result = ok(run("--config", str(config), "fetch"))
     assert "Gone" in result.stdout and "failed" in result.stdout
     assert "Chainwire" in result.stdout
@@ -145,7 +160,9 @@ def test_build_rebuild_and_preview(run: Callable[..., Result], tmp_path: Path) -
     built = ok(run("issue", "build", "--date", EDITION)).stdout
     assert f"Built the edition of {EDITION}" in built
     assert "8 stories, 17 coins" in built
-    assert f"Rebuilt the edition of {EDITION}" in ok(run("issue", "build", "--date", EDITION)).stdout
+    assert (
+        f"Rebuilt the edition of {EDITION}" in ok(run("issue", "build", "--date", EDITION)).stdout
+    )
     target = tmp_path / "preview.html"
     printed = ok(run("issue", "preview", "--date", EDITION, "--output", str(target))).stdout.strip()
     assert printed == str(target)
@@ -169,18 +186,29 @@ def test_preview_of_a_missing_edition(run: Callable[..., Result]) -> None:
 
 
 def test_unknown_database_scheme(run: Callable[..., Result]) -> None:
-    result = run("subscribers", "list", env={"NEWSLETTER_DATABASE_URL": "mysql://root@localhost/news"})
+    result = run(
+        "subscribers", "list", env={"NEWSLETTER_DATABASE_URL": "mysql://root@localhost/news"}
+    )
     assert result.exit_code == 1
     assert "unsupported database URL scheme 'mysql'" in result.stderr
     no_traceback(result)
 
 
 def test_unmigrated_database(run: Callable[..., Result], tmp_path: Path) -> None:
-    result = run("subscribers", "list", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"})
+    result = run(
+        "subscribers", "list", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+    )
     assert result.exit_code == 1
     assert "newsletter db upgrade" in result.stderr
     ok(run("db", "upgrade", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}))
-    assert "up to date" in ok(run("db", "upgrade", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"})).stdout
+    assert (
+        "up to date"
+        in ok(
+            run(
+                "db", "upgrade", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+            )
+        ).stdout
+    )
 
 
 def test_invalid_setting_is_named(run: Callable[..., Result]) -> None:
@@ -192,7 +220,9 @@ def test_invalid_setting_is_named(run: Callable[..., Result]) -> None:
 def test_missing_template_is_a_clear_error(run: Callable[..., Result], tmp_path: Path) -> None:
     custom = tmp_path / "templates"
     custom.mkdir()
-    (custom / "issue.html.j2").write_text('{% include "partials/nowhere.html.j2" %}', encoding="utf-8")
+    (custom / "issue.html.j2").write_text(
+        '{% include "partials/nowhere.html.j2" %}', encoding="utf-8"
+    )
     ok(run("fetch"))
     result = run("issue", "build", "--date", EDITION, env={"NEWSLETTER_TEMPLATES_DIR": str(custom)})
     assert result.exit_code == 1
@@ -207,7 +237,9 @@ def test_send_dry_run_sends_nothing(run: Callable[..., Result], tmp_path: Path) 
     assert not (tmp_path / "outbox").exists()
 
 
-def test_send_then_refuse_to_rebuild_a_sent_edition(run: Callable[..., Result], tmp_path: Path) -> None:
+def test_send_then_refuse_to_rebuild_a_sent_edition(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
     ok(run("subscribers", "import", "examples/subscribers.csv", "--confirmed"))
     ok(run("fetch"))
     sent = ok(run("send", "--date", EDITION))
@@ -228,7 +260,11 @@ def test_test_send_goes_to_one_address_and_leaves_the_ledger(
     ok(run("subscribers", "add", "reader@example.com", "--confirmed"))
     ok(run("fetch"))
     ok(run("issue", "build", "--date", EDITION))
-    env = {"NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_SMTP_HOST": smtp_server.host, "NEWSLETTER_SMTP_PORT": str(smtp_server.port)}
+    env = {
+        "NEWSLETTER_TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP_HOST": smtp_server.host,
+        "NEWSLETTER_SMTP_PORT": str(smtp_server.port),
+    }
     result = ok(run("send", "--date", EDITION, "--to", "editor@example.org", env=env))
     assert "Sent a test copy" in result.stdout
     assert [message.recipients for message in smtp_server.messages] == [["editor@example.org"]]
@@ -241,7 +277,11 @@ def test_test_send_goes_to_one_address_and_leaves_the_ledger(
 def test_unreachable_smtp_host(run: Callable[..., Result]) -> None:
     ok(run("subscribers", "add", "reader@example.com", "--confirmed"))
     ok(run("fetch"))
-    env = {"NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(free_port())}
+    env = {
+        "NEWSLETTER_TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(free_port()),
+    }
     result = run("send", "--date", EDITION, env=env)
     assert result.exit_code == 1
     assert "cannot connect to the SMTP relay 127.0.0.1:" in result.stderr

@@ -24,7 +24,9 @@ from tests.conftest import FIXED_NOW, SmtpServer, free_port
 EDITION = date(2026, 11, 24)
 
 
-def edition_app(app_factory: Callable[..., App], database_url: str, **overrides: object) -> tuple[App, int]:
+def edition_app(
+    app_factory: Callable[..., App], database_url: str, **overrides: object
+) -> tuple[App, int]:
     app = app_factory(database_url=database_url, **overrides)
     pipeline.fetch(app, now=FIXED_NOW)
     result = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
@@ -35,7 +37,9 @@ def add_readers(app: App, count: int, *, confirmed: bool = True, **fields: objec
     ids = []
     with app.database.transaction() as session:
         for number in range(count):
-            subscriber, _ = add_subscriber(session, f"reader{number}@example.com", confirmed=confirmed)
+            subscriber, _ = add_subscriber(
+                session, f"reader{number}@example.com", confirmed=confirmed
+            )
             for key, value in fields.items():
                 setattr(subscriber, key, value)
             ids.append(subscriber.id)
@@ -52,7 +56,9 @@ def statuses(app: App, issue_id: int) -> dict[DeliveryStatus, int]:
         return ledger.counts(session, issue_id)
 
 
-def test_enqueue_takes_confirmed_subscribers_once(app_factory: Callable[..., App], database_url: str) -> None:
+def test_enqueue_takes_confirmed_subscribers_once(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
     app, issue_id = edition_app(app_factory, database_url)
     add_readers(app, 5)
     with app.database.transaction() as session:
@@ -66,12 +72,18 @@ def test_enqueue_takes_confirmed_subscribers_once(app_factory: Callable[..., App
     assert statuses(app, issue_id)[DeliveryStatus.QUEUED] == 5
 
 
-def test_enqueue_at_each_subscribers_local_hour(app_factory: Callable[..., App], database_url: str) -> None:
+def test_enqueue_at_each_subscribers_local_hour(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
     app, issue_id = edition_app(app_factory, database_url)
     with app.database.transaction() as session:
-        tokyo, _ = add_subscriber(session, "tokyo@example.com", confirmed=True, timezone="Asia/Tokyo")
+        tokyo, _ = add_subscriber(
+            session, "tokyo@example.com", confirmed=True, timezone="Asia/Tokyo"
+        )
         tokyo.send_hour = 7
-        berlin, _ = add_subscriber(session, "berlin@example.com", confirmed=True, timezone="Europe/Berlin")
+        berlin, _ = add_subscriber(
+            session, "berlin@example.com", confirmed=True, timezone="Europe/Berlin"
+        )
         default, _ = add_subscriber(session, "default@example.com", confirmed=True)
         ids = {"tokyo": tokyo.id, "berlin": berlin.id, "default": default.id}
     with app.database.transaction() as session:
@@ -101,7 +113,9 @@ def test_local_send_time_across_dst() -> None:
     )
 
 
-def test_claims_are_disjoint_and_leases_expire(app_factory: Callable[..., App], database_url: str) -> None:
+def test_claims_are_disjoint_and_leases_expire(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
     app, issue_id = edition_app(app_factory, database_url)
     add_readers(app, 10)
     lease = timedelta(minutes=5)
@@ -110,7 +124,9 @@ def test_claims_are_disjoint_and_leases_expire(app_factory: Callable[..., App], 
     with app.database.transaction() as session:
         first = ledger.claim_batch(session, issue_id, owner="a", size=4, now=FIXED_NOW, lease=lease)
     with app.database.transaction() as session:
-        second = ledger.claim_batch(session, issue_id, owner="b", size=4, now=FIXED_NOW, lease=lease)
+        second = ledger.claim_batch(
+            session, issue_id, owner="b", size=4, now=FIXED_NOW, lease=lease
+        )
     assert len(first) == len(second) == 4
     assert not {item.delivery_id for item in first} & {item.delivery_id for item in second}
     assert all(item.attempts == 1 for item in first)
@@ -122,12 +138,21 @@ def test_claims_are_disjoint_and_leases_expire(app_factory: Callable[..., App], 
     assert len(third) == 10
 
 
-def test_rows_not_yet_due_are_not_claimed(app_factory: Callable[..., App], database_url: str) -> None:
+def test_rows_not_yet_due_are_not_claimed(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
     app, issue_id = edition_app(app_factory, database_url)
     add_readers(app, 3)
     with app.database.transaction() as session:
-        ledger.enqueue_issue(session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW + timedelta(hours=1))
-        assert ledger.claim_batch(session, issue_id, owner="a", size=10, now=FIXED_NOW, lease=timedelta(minutes=5)) == []
+        ledger.enqueue_issue(
+            session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW + timedelta(hours=1)
+        )
+        assert (
+            ledger.claim_batch(
+                session, issue_id, owner="a", size=10, now=FIXED_NOW, lease=timedelta(minutes=5)
+            )
+            == []
+        )
         assert ledger.next_due(session, issue_id) == FIXED_NOW + timedelta(hours=1)
 
 
@@ -156,7 +181,7 @@ def test_folder_send_delivers_once_and_finishes_the_edition(
 def test_message_ids_are_stable_per_edition_and_subscriber(
     app_factory: Callable[..., App], database_url: str
 ) -> None:
-    app, issue_id = edition_app(app_factory, database_url)
+    app, _issue_id = edition_app(app_factory, database_url)
     add_readers(app, 3)
     pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction(readonly=True) as session:
@@ -179,7 +204,9 @@ def test_a_crashed_send_resumes_without_duplicates(
         issue = session.get_one(Issue, issue_id)
         issue.status = IssueStatus.SENDING
         ledger.enqueue_issue(session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW)
-        ledger.claim_batch(session, issue_id, owner="dead", size=3, now=FIXED_NOW, lease=timedelta(minutes=5))
+        ledger.claim_batch(
+            session, issue_id, owner="dead", size=3, now=FIXED_NOW, lease=timedelta(minutes=5)
+        )
     later = FIXED_NOW + timedelta(minutes=6)
     report = app.sender(app.transport(), clock=lambda: later).deliver(issue_of(app, issue_id))
     assert report.sent == 6
@@ -265,7 +292,7 @@ def test_smtp_temporary_refusal_is_retried_later(
 def test_unreachable_relay_stops_and_loses_nothing(
     app_factory: Callable[..., App], database_url: str
 ) -> None:
-    app, issue_id = edition_app(
+    app, _issue_id = edition_app(
         app_factory, database_url, transport="smtp", smtp_host="127.0.0.1", smtp_port=free_port()
     )
     add_readers(app, 3)
@@ -286,7 +313,9 @@ def test_a_lost_lease_does_not_overwrite_another_workers_row(
     lease = timedelta(minutes=5)
     with app.database.transaction() as session:
         ledger.enqueue_issue(session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW)
-        (claimed,) = ledger.claim_batch(session, issue_id, owner="slow", size=1, now=FIXED_NOW, lease=lease)
+        (claimed,) = ledger.claim_batch(
+            session, issue_id, owner="slow", size=1, now=FIXED_NOW, lease=lease
+        )
         session.execute(update(Delivery).values(lease_owner="other"))
         ledger.record(
             session,
@@ -323,7 +352,9 @@ def test_smtp_transport_reuses_one_connection(smtp_server: SmtpServer) -> None:
         assert result.outcome.value == "sent"
     first = transport._smtp
     assert first is not None
-    transport.send(Envelope("digest@example.com", "r9@example.com", "<9@x>"), b"Subject: hi\r\n\r\nb\r\n")
+    transport.send(
+        Envelope("digest@example.com", "r9@example.com", "<9@x>"), b"Subject: hi\r\n\r\nb\r\n"
+    )
     assert transport._smtp is first
     transport.close()
     assert len(smtp_server.messages) == 4

@@ -50,7 +50,8 @@ def test_demo_delivers_one_well_formed_digest_to_every_subscriber(workdir: Path)
 
     received = messages(workdir / "var" / "outbox")
     expected = {
-        line.split(",")[0] for line in (EXAMPLES / "subscribers.csv").read_text(encoding="utf-8").splitlines()[1:]
+        line.split(",")[0]
+        for line in (EXAMPLES / "subscribers.csv").read_text(encoding="utf-8").splitlines()[1:]
     }
     per_recipient = Counter(message["To"].addresses[0].addr_spec for message in received)
     assert set(per_recipient) == expected

@@ -15,7 +15,7 @@ import pytest
 from newsletter.digest import Digest, Story, build_market
 from newsletter.models import MarketSnapshot
 from newsletter.personal import Links
-from newsletter.render import EditionContext, Renderer, RenderedEdition
+from newsletter.render import EditionContext, RenderedEdition, Renderer
 from newsletter.resources import templates_dir
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -24,7 +24,9 @@ CLOCK = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 
 def fixed_digest() -> Digest:
-    raw = json.loads((EXAMPLES / "coingecko" / "coins" / "markets.json").read_text(encoding="utf-8"))
+    raw = json.loads(
+        (EXAMPLES / "coingecko" / "coins" / "markets.json").read_text(encoding="utf-8")
+    )
     snapshots = [
         MarketSnapshot(
             coin_id=coin["id"],

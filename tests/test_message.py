@@ -29,10 +29,18 @@ HEADERS = MessageHeaders(
     unsubscribe_mailto="unsubscribe@example.com",
 )
 HTML = (
-    "<html><body><p>Hello " + personal.EMAIL + " — Zürich ▲ 0.6%</p>"
-    + "<p>" + "long line " * 40 + "</p>\n"
-    + '<a href="' + personal.UNSUBSCRIBE_URL + '">Unsubscribe</a> '
-    + '<a href="' + personal.PREFERENCES_URL + '">Preferences</a>\n'
+    "<html><body><p>Hello "
+    + personal.EMAIL
+    + " — Zürich ▲ 0.6%</p>"
+    + "<p>"
+    + "long line " * 40
+    + "</p>\n"
+    + '<a href="'
+    + personal.UNSUBSCRIBE_URL
+    + '">Unsubscribe</a> '
+    + '<a href="'
+    + personal.PREFERENCES_URL
+    + '">Preferences</a>\n'
     + ".a line that starts with a dot\ntrailing spaces   \n</body></html>\n"
 )
 TEXT = "Hi " + personal.EMAIL + "\nUnsubscribe: " + personal.UNSUBSCRIBE_URL + "\n\u00a0€ ▼\n"
@@ -74,7 +82,9 @@ def test_headers_of_a_personalised_message() -> None:
     assert message["Message-ID"] == "<20261124.7.abc@example.com>"
     assert message["List-Id"] == "Daily Crypto Insights <daily.example.com>"
     assert "<https://news.example/unsubscribe/T1>" in message["List-Unsubscribe"]
-    assert "<mailto:unsubscribe@example.com?subject=unsubscribe%20tok>" in message["List-Unsubscribe"]
+    assert (
+        "<mailto:unsubscribe@example.com?subject=unsubscribe%20tok>" in message["List-Unsubscribe"]
+    )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Precedence"] == "bulk"
     assert message.get_content_type() == "multipart/alternative"
@@ -84,7 +94,9 @@ def test_headers_of_a_personalised_message() -> None:
 
 def test_lines_stay_within_rfc_limits() -> None:
     prepared = prepare_message(HEADERS, html_body=HTML, text_body=TEXT)
-    raw = prepared.personalise(values("reader@example.com", "https://news.example/unsubscribe/" + "T" * 300))
+    raw = prepared.personalise(
+        values("reader@example.com", "https://news.example/unsubscribe/" + "T" * 300)
+    )
     body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
     assert max(len(line) for line in body_lines) <= 76
     assert b"\n" not in raw.replace(b"\r\n", b"")
@@ -93,15 +105,21 @@ def test_lines_stay_within_rfc_limits() -> None:
 
 def test_text_only_variant() -> None:
     prepared = prepare_message(HEADERS, html_body=None, text_body=TEXT)
-    message = parse(prepared.personalise(values("a@example.com", "https://n.example/unsubscribe/x")))
+    message = parse(
+        prepared.personalise(values("a@example.com", "https://n.example/unsubscribe/x"))
+    )
     assert message.get_content_type() == "text/plain"
-    assert body(message, "plain") == personal.fill(TEXT, values("a@example.com", "https://n.example/unsubscribe/x"))
+    assert body(message, "plain") == personal.fill(
+        TEXT, values("a@example.com", "https://n.example/unsubscribe/x")
+    )
 
 
 def test_header_values_cannot_inject_headers() -> None:
     prepared = prepare_message(HEADERS, html_body=HTML, text_body=TEXT)
     with pytest.raises(ValueError, match="line break"):
-        prepared.personalise(values("a@example.com\r\nBcc: victim@example.org", "https://n.example/u"))
+        prepared.personalise(
+            values("a@example.com\r\nBcc: victim@example.org", "https://n.example/u")
+        )
 
 
 local_parts = st.text(

@@ -40,14 +40,16 @@ def database(database_url: str) -> Iterator[Database]:
 
 
 def make_issue(session, day: date = date(2026, 11, 24)) -> Issue:  # type: ignore[no-untyped-def]
-    issue = Issue(edition_date=day, status=IssueStatus.DRAFT, subject="s", created_at=NOW, built_at=NOW)
+    issue = Issue(
+        edition_date=day, status=IssueStatus.DRAFT, subject="s", created_at=NOW, built_at=NOW
+    )
     session.add(issue)
     session.flush()
     return issue
 
 
 def test_migrations_create_every_table_at_head(database: Database) -> None:
-    assert TABLES <= set(inspect(database.engine).get_table_names())
+    assert set(inspect(database.engine).get_table_names()) >= TABLES
     assert migrate.current_revision(database) == migrate.head_revision(database)
 
 
@@ -111,7 +113,9 @@ def test_addresses_are_unique_case_insensitively(database: Database) -> None:
 def test_times_come_back_in_utc(database: Database) -> None:
     east = timezone(timedelta(hours=9))
     with database.transaction() as session:
-        subscriber, _ = add_subscriber(session, "tokyo@example.com", now=datetime(2026, 11, 24, 15, 0, tzinfo=east))
+        subscriber, _ = add_subscriber(
+            session, "tokyo@example.com", now=datetime(2026, 11, 24, 15, 0, tzinfo=east)
+        )
         subscriber_id = subscriber.id
     with database.transaction() as session:
         stored = session.get_one(Subscriber, subscriber_id)
@@ -130,19 +134,24 @@ def test_a_failed_transaction_leaves_nothing(database: Database) -> None:
 
 def test_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
     database = Database.from_url(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(DatabaseError, match="newsletter db upgrade"), database.transaction() as session:
+    with (
+        pytest.raises(DatabaseError, match="newsletter db upgrade"),
+        database.transaction() as session,
+    ):
         session.execute(select(Subscriber))
     database.dispose()
 
 
 @pytest.mark.parametrize("url", ["mysql://root@localhost/x", "oracle://a@b/c", "not a url"])
 def test_unsupported_urls_are_refused(url: str) -> None:
-    with pytest.raises(DatabaseError, match="NEWSLETTER_DATABASE_URL|cannot parse"):
+    with pytest.raises(DatabaseError, match=r"NEWSLETTER_DATABASE_URL|cannot parse"):
         Database.from_url(url)
 
 
 def test_unreachable_server_is_explained() -> None:
-    database = Database.from_url("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+    database = Database.from_url(
+        "postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2"
+    )
     with pytest.raises(DatabaseError) as raised, database.transaction() as session:
         session.execute(text("SELECT 1"))
     message = str(raised.value)

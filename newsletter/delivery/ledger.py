@@ -11,9 +11,10 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import CursorResult, Result, and_, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, DeliveryStatus
@@ -47,6 +48,11 @@ class Recorded:
     variant_key: str | None = None
     detail: str = ""
     suppress_recipient: bool = False
+
+
+def _cursor(result: Result[Any]) -> CursorResult[Any]:
+    """DML results carry a row count; the ORM's generic Result type does not say so."""
+    return cast(CursorResult[Any], result)
 
 
 def local_send_time(edition_date: date, zone: str, clock: time) -> datetime:
@@ -111,24 +117,26 @@ def enqueue_issue(
         statement = insert_ignoring_conflicts(session, Delivery).from_select(
             ["issue_id", "subscriber_id", "status", "not_before", "attempts", "created_at"], query
         )
-        result = session.execute(statement.execution_options(preserve_rowcount=True))
+        result = _cursor(session.execute(statement.execution_options(preserve_rowcount=True)))
         added += max(result.rowcount, 0)
     return added
 
 
 def reap_expired(session: Session, issue_id: int, *, now: datetime) -> int:
     """Put back rows whose worker's lease ran out (the worker died or hung)."""
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.issue_id == issue_id,
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.lease_until < now,
+    result = _cursor(
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == DeliveryStatus.SENDING,
+                Delivery.lease_until < now,
+            )
+            .values(status=DeliveryStatus.QUEUED, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=DeliveryStatus.QUEUED, lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return max(result.rowcount, 0)
 
 
 def claim_batch(
@@ -189,8 +197,9 @@ def claim_batch(
 
 def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with full jitter: up to 2 min × 2^(attempts-1), capped at 2 h."""
-    ceiling = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
-    return ceiling * (0.5 + 0.5 * (rng or random).random())
+    ceiling = min(RETRY_BASE * (1 << min(max(attempts - 1, 0), 16)), RETRY_CAP)
+    draw = rng.random() if rng is not None else random.random()
+    return ceiling * (0.5 + 0.5 * draw)
 
 
 def record(
@@ -225,7 +234,10 @@ def record(
                 values = {"status": DeliveryStatus.FAILED, "last_error": result.detail[:2000]}
         values.update(lease_owner=None, lease_until=None)
         session.execute(
-            update(Delivery).where(guard).values(**values).execution_options(synchronize_session=False)
+            update(Delivery)
+            .where(guard)
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
         if result.suppress_recipient:
             subscriber = session.get(Subscriber, result.subscriber_id)
@@ -242,28 +254,32 @@ def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> int
     """Give back claimed rows that were not attempted (the worker is stopping)."""
     if not delivery_ids:
         return 0
-    result = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(delivery_ids),
-            Delivery.lease_owner == owner,
-            Delivery.status == DeliveryStatus.SENDING,
+    result = _cursor(
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(delivery_ids),
+                Delivery.lease_owner == owner,
+                Delivery.status == DeliveryStatus.SENDING,
+            )
+            .values(
+                status=DeliveryStatus.QUEUED,
+                lease_owner=None,
+                lease_until=None,
+                attempts=Delivery.attempts - 1,
+            )
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            status=DeliveryStatus.QUEUED,
-            lease_owner=None,
-            lease_until=None,
-            attempts=Delivery.attempts - 1,
-        )
-        .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return max(result.rowcount, 0)
 
 
 def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     totals = dict.fromkeys(DeliveryStatus, 0)
     for status, count in session.execute(
-        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
     ):
         totals[status] = count
     return totals

@@ -154,7 +154,7 @@ def prepare_message(
         b"MIME-Version: 1.0\r\n",
     ]
     text_headers = (
-        b"Content-Type: text/plain; charset=\"utf-8\"\r\n"
+        b'Content-Type: text/plain; charset="utf-8"\r\n'
         b"Content-Transfer-Encoding: quoted-printable\r\n"
     )
     if html_body is None:
@@ -172,7 +172,7 @@ def prepare_message(
         b"\r\n",
         *_encoded_body(text_body, html_part=False),
         b"\r\n--" + boundary + b"\r\n",
-        b"Content-Type: text/html; charset=\"utf-8\"\r\n"
+        b'Content-Type: text/html; charset="utf-8"\r\n'
         b"Content-Transfer-Encoding: quoted-printable\r\n",
         b"\r\n",
         *_encoded_body(html_body, html_part=True),

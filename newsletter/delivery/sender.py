@@ -140,7 +140,12 @@ class Sender:
             with self.database.transaction() as session:
                 ledger.reap_expired(session, issue.id, now=now)
                 batch = ledger.claim_batch(
-                    session, issue.id, owner=self.owner, size=self.batch_size, now=now, lease=self.lease
+                    session,
+                    issue.id,
+                    owner=self.owner,
+                    size=self.batch_size,
+                    now=now,
+                    lease=self.lease,
                 )
             if not batch:
                 break
@@ -149,7 +154,9 @@ class Sender:
         self._finish(issue, report)
         return report
 
-    def _send_batch(self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport) -> None:
+    def _send_batch(
+        self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport
+    ) -> None:
         pending: list[ledger.Recorded] = []
         attempted: set[int] = set()
         date_header = format_datetime(self.clock())
@@ -158,9 +165,13 @@ class Sender:
                 key, prepared = self._message(issue, item.format)
                 mid = message_id(self.identity, issue, item.subscriber_id)
                 recipient = wire_address(item.email)
-                body = prepared.personalise(self._values(item.subscriber_id, item.email, recipient, mid, date_header))
+                body = prepared.personalise(
+                    self._values(item.subscriber_id, item.email, recipient, mid, date_header)
+                )
                 result = self.transport.send(
-                    Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
+                    Envelope(
+                        sender=self.identity.envelope_sender, recipient=recipient, message_id=mid
+                    ),
                     body,
                 )
                 attempted.add(item.delivery_id)

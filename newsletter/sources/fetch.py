@@ -23,7 +23,9 @@ def is_remote(location: str) -> bool:
 class Fetcher:
     """Reads URLs and local paths with one shared HTTP client."""
 
-    def __init__(self, *, timeout: float, max_bytes: int, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, *, timeout: float, max_bytes: int, client: httpx.Client | None = None
+    ) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._client = client or httpx.Client(

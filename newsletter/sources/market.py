@@ -122,7 +122,9 @@ def _quote(raw: Any) -> CoinQuote | None:
         market_cap=_number(raw.get("market_cap")),
         market_cap_rank=rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
         change_24h=_number(
-            raw.get("price_change_percentage_24h_in_currency", raw.get("price_change_percentage_24h"))
+            raw.get(
+                "price_change_percentage_24h_in_currency", raw.get("price_change_percentage_24h")
+            )
         ),
         change_7d=_number(raw.get("price_change_percentage_7d_in_currency")),
         sparkline_7d=sparkline,
