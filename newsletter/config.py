@@ -66,7 +66,9 @@ class FeedSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Source name shown beside each story.")
+    name: str = Field(
+        min_length=1, max_length=100, description="Source name shown beside each story."
+    )
     url: str = Field(description="http(s) URL of the feed, or a path to a local file.")
     max_items: int | None = Field(
         default=None, ge=1, description="Most stories this feed may contribute to one edition."

@@ -56,6 +56,9 @@ def _fetch_market(database: Database, market: MarketSource, *, now: datetime) ->
     except NewsletterError as exc:
         log.warning("market data skipped: %s", exc.message)
         return SourceOutcome(market.name, "market", error=exc.message)
+    except Exception as exc:  # one broken source must not stop the others
+        log.exception("market data skipped after an unexpected error")
+        return SourceOutcome(market.name, "market", error=f"unexpected error: {exc!r}")
     if not quotes:
         message = "the response held none of the configured coins"
         log.warning("market data skipped: %s", message)
@@ -71,6 +74,9 @@ def _fetch_feed(database: Database, feed: FeedSource, *, now: datetime) -> Sourc
     except NewsletterError as exc:
         log.warning("feed %s skipped: %s", feed.name, exc.message)
         return SourceOutcome(feed.name, "feed", error=exc.message)
+    except Exception as exc:  # one broken source must not stop the others
+        log.exception("feed %s skipped after an unexpected error", feed.name)
+        return SourceOutcome(feed.name, "feed", error=f"unexpected error: {exc!r}")
     with database.transaction() as session:
         new = store_items(session, items, first_seen_at=now)
     return SourceOutcome(feed.name, "feed", items=len(items), new=new)

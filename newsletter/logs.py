@@ -12,7 +12,7 @@ class StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             sys.stderr.write(self.format(record) + "\n")
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging must never break the program
             self.handleError(record)
 
 

@@ -6,6 +6,7 @@ caller owns the transaction, so the same code serves the CLI, the web and the sc
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -131,21 +132,43 @@ def read_csv(path: Path) -> Iterator[ImportRow | RejectedRow]:
     :class:`ImportFileError` when the file as a whole cannot be used.
     """
     try:
+        _check_utf8(path)
         handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise ImportFileError(f"import file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"import file {path} is a directory") from None
     except OSError as exc:
         raise ImportFileError(f"cannot read import file {path}: {exc.strerror}") from None
     with handle:
         try:
             yield from _read_rows(handle, path)
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                f"import file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                hint="save it as CSV UTF-8 and try again",
-            ) from None
         except csv.Error as exc:
             raise ImportFileError(f"import file {path} is not valid CSV: {exc}") from None
+
+
+def _check_utf8(path: Path, chunk_size: int = 1 << 16) -> None:
+    """Refuse a file that is not UTF-8 before any of its rows is imported (streaming, bounded memory)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                position = offset + exc.start - len(decoder.getstate()[0])
+                line = lines + chunk[: max(exc.start, 0)].count(b"\n")
+                raise ImportFileError(
+                    f"import file {path} is not UTF-8 text ({exc.reason} at byte {position}, "
+                    f"line {line}); nothing was imported",
+                    hint="save it as 'CSV UTF-8' and try again",
+                ) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
 
 
 def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]:

@@ -272,7 +272,7 @@ def test_add_subscriber_creates_once_and_is_case_insensitive(database: Database)
 
 def test_add_subscriber_confirmed_sets_confirmation_time(database: Database) -> None:
     with database.transaction() as session:
-        subscriber, created = add_subscriber(
+        _, created = add_subscriber(
             session, "dan@example.net", timezone="Europe/Berlin", confirmed=True, now=NOW
         )
     assert created
@@ -371,11 +371,6 @@ def test_a_non_utf8_import_file_is_refused_with_a_hint(database: Database, tmp_p
     assert statuses(database) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_csv decodes lazily: chunks before the first bad byte are committed before "
-    "ImportFileError is raised, so a refused file is half imported",
-)
 def test_a_non_utf8_byte_late_in_a_large_file_imports_nothing(
     database: Database, tmp_path: Path
 ) -> None:
@@ -395,14 +390,15 @@ def test_a_non_utf8_byte_late_in_a_large_file_imports_nothing(
 def test_a_missing_or_unreadable_import_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImportFileError, match="does not exist"):
         list(read_csv(tmp_path / "nope.csv"))
-    with pytest.raises(ImportFileError, match="cannot read import file"):
+    with pytest.raises(ImportFileError, match="is a directory"):
         list(read_csv(tmp_path))
 
 
 def test_a_bom_and_loose_header_are_accepted(database: Database, tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
     path.write_bytes(
-        b"\xef\xbb\xbf" + "Email , Name , TimeZone\nzoe@example.org,Zoë Müller,Europe/Berlin\n".encode()
+        b"\xef\xbb\xbf"
+        + "Email , Name , TimeZone\nzoe@example.org,Zoë Müller,Europe/Berlin\n".encode()
     )
     rows = list(read_csv(path))
     assert rows == [

@@ -19,7 +19,11 @@ from newsletter.sources.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
-_IMG_SRC = re.compile(r"""<img\b[^>]*\bsrc\s*=\s*["'](https://[^"'\s>]+)["']""", re.IGNORECASE)
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_IMG_SRC = re.compile(r"""\bsrc\s*=\s*["'](https://[^"'\s>]+)["']""", re.IGNORECASE)
+_PIXEL = re.compile(r"""\b(width|height)\s*=\s*["']?[01](px)?["'\s/>]""", re.IGNORECASE)
+#: Longest URL stored (links and images); longer ones are not links a reader should follow.
+MAX_URL_LENGTH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,9 @@ def _item(entry: Any, *, source: str, now: datetime) -> FeedItem | None:
     if not title or link is None:
         log.info("feed %s: skipped an item without a title or an http(s) link", source)
         return None
+    if len(link) > MAX_URL_LENGTH:
+        log.info("feed %s: skipped an item whose link is %d characters long", source, len(link))
+        return None
     guid = (entry.get("id") or "").strip() or link
     if len(guid) > 1000:
         guid = "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
@@ -105,14 +112,18 @@ def _published(entry: Any, now: datetime) -> datetime:
 
 
 def _image(entry: Any, html: str) -> str | None:
+    """The story's picture: an https media thumbnail, image enclosure or <img>; never a 1x1 pixel."""
+    candidates: list[str] = []
     for media in entry.get("media_thumbnail", []) or []:
-        url = media.get("url", "")
-        if url.startswith("https://"):
-            return str(url)
+        candidates.append(str(media.get("url", "")))
     for enclosure in entry.get("enclosures", []) or []:
         if str(enclosure.get("type", "")).startswith("image/"):
-            url = enclosure.get("href", "")
-            if url.startswith("https://"):
-                return str(url)
-    match = _IMG_SRC.search(html)
-    return match.group(1) if match else None
+            candidates.append(str(enclosure.get("href", "")))
+    for tag in _IMG_TAG.findall(html):
+        source = _IMG_SRC.search(tag)
+        if source and not _PIXEL.search(tag):
+            candidates.append(source.group(1))
+    for url in candidates:
+        if url.startswith("https://") and len(url) <= MAX_URL_LENGTH:
+            return url
+    return None

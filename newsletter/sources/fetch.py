@@ -5,6 +5,7 @@ Every read has a timeout and a size cap, so a hostile or broken server cannot ha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -77,6 +78,8 @@ class Fetcher:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> bytes:
+        # httpx's timeout bounds each read; the deadline bounds the whole response (a trickling server).
+        deadline = time.monotonic() + self.timeout
         try:
             with self._client.stream("GET", url, params=params, headers=headers) as response:
                 if response.status_code >= 400:
@@ -93,6 +96,8 @@ class Fetcher:
                         raise SourceError(
                             f"{url} sent more than the limit of {self.max_bytes:,} bytes"
                         )
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("the whole response took too long")
                 return bytes(body)
         except httpx.TimeoutException:
             raise SourceError(f"{url} did not answer within {self.timeout:g} s") from None

@@ -108,9 +108,12 @@ def _quote(raw: Any) -> CoinQuote | None:
         return None
     if price is None or price < 0:
         return None
-    sparkline_raw = (raw.get("sparkline_in_7d") or {}).get("price") or []
+    series = raw.get("sparkline_in_7d")
+    points = series.get("price") if isinstance(series, dict) else None
     sparkline = tuple(
-        number for number in (_number(value) for value in sparkline_raw) if number is not None
+        number
+        for number in (_number(value) for value in (points if isinstance(points, list) else ()))
+        if number is not None
     )
     rank = raw.get("market_cap_rank")
     image = raw.get("image")
