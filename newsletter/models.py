@@ -192,3 +192,46 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship()
+
+
+class SourceState(Base):
+    """What we remember about a source between fetches: validators for conditional GET, last outcome."""
+
+    __tablename__ = "source_states"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MarketGlobal(Base):
+    """The whole market at one moment (CoinGecko ``/global``)."""
+
+    __tablename__ = "market_globals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    vs_currency: Mapped[str] = mapped_column(String(10))
+    total_market_cap: Mapped[float | None] = mapped_column(Float)
+    total_volume: Mapped[float | None] = mapped_column(Float)
+    market_cap_change_24h: Mapped[float | None] = mapped_column(Float)
+    btc_dominance: Mapped[float | None] = mapped_column(Float)
+    eth_dominance: Mapped[float | None] = mapped_column(Float)
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SentimentReading(Base):
+    """One Fear & Greed index value (alternative.me ``/fng/``)."""
+
+    __tablename__ = "sentiment_readings"
+    __table_args__ = (UniqueConstraint("measured_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(40))
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
