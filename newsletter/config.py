@@ -10,6 +10,7 @@ working directory, like the defaults.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -75,6 +76,24 @@ class FeedSettings(BaseModel):
     )
 
 
+class SponsorSettings(BaseModel):
+    """A sponsored slot for one edition date: ``[[sponsors]]`` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    date: dt.date = Field(description="Edition date the slot runs on.")
+    text: str = Field(min_length=1, max_length=400, description="The sponsor's message, plain text.")
+    url: str = Field(description="https URL the slot links to.")
+    label: str = Field(default="Sponsored", max_length=40, description="Label shown above the slot.")
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://") or any(char in value for char in "\r\n <>\"'"):
+            raise ValueError(f"sponsor URL {value!r} must be a plain https:// URL")
+        return value
+
+
 class MarketSettings(BaseModel):
     """Market data: ``[market]`` in the TOML file."""
 
@@ -94,6 +113,16 @@ class MarketSettings(BaseModel):
         default=TICKER_COINS, description="CoinGecko ids of the coins in the price table, in order."
     )
     vs_currency: str = Field(default="usd", description="Currency prices are quoted in.")
+    top_coins: int = Field(
+        default=100,
+        ge=0,
+        le=250,
+        description="How many coins by market cap the top gainers and losers are drawn from (0: off).",
+    )
+    fear_greed_url: str | None = Field(
+        default="https://api.alternative.me/fng/",
+        description="Fear & Greed index endpoint, or a local recorded file; empty to leave it out.",
+    )
 
 
 class Settings(BaseSettings):
@@ -199,6 +228,22 @@ class Settings(BaseSettings):
     )
     fetch_timeout: float = Field(
         default=15.0, gt=0, description="Seconds a source may take to answer."
+    )
+    fetch_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a source after HTTP 429 or 5xx (Retry-After is honoured).",
+    )
+    fetch_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Sources fetched at the same time."
+    )
+    show_images: bool = Field(
+        default=False,
+        description="Show the stories' pictures (remote https images) in the HTML edition.",
+    )
+    sponsors: tuple[SponsorSettings, ...] = Field(
+        default=(), description="Sponsored slots, as [[sponsors]] tables in the TOML file."
     )
     max_response_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest source response read, in bytes."

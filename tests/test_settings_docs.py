@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from newsletter.config import CONFIG_ENV_VAR, FeedSettings, MarketSettings, Settings, env_name
+from newsletter.config import (
+    CONFIG_ENV_VAR,
+    FeedSettings,
+    MarketSettings,
+    Settings,
+    SponsorSettings,
+    env_name,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
@@ -18,6 +25,7 @@ def expected() -> set[str]:
     names = {env_name(field) for field in Settings.model_fields}
     names |= {f"NEWSLETTER_MARKET__{field.upper()}" for field in MarketSettings.model_fields}
     names |= {f"feeds.{field}" for field in FeedSettings.model_fields}
+    names |= {f"sponsors.{field}" for field in SponsorSettings.model_fields}
     return names | {CONFIG_ENV_VAR}
 
 
@@ -32,6 +40,6 @@ def test_docs_name_no_unknown_setting() -> None:
 
 
 def test_every_setting_has_a_description() -> None:
-    for model in (Settings, MarketSettings, FeedSettings):
+    for model in (Settings, MarketSettings, FeedSettings, SponsorSettings):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
