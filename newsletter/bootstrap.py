@@ -16,7 +16,7 @@ from newsletter.render import Renderer
 from newsletter.resources import templates_dir
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
-from newsletter.sources.market import MarketSource
+from newsletter.sources.market import MarketSource, SentimentSource
 from subscribers.tokens import TokenSigner
 
 
@@ -79,7 +79,9 @@ class App:
 
     def fetcher(self) -> Fetcher:
         fetcher = Fetcher(
-            timeout=self.settings.fetch_timeout, max_bytes=self.settings.max_response_bytes
+            timeout=self.settings.fetch_timeout,
+            max_bytes=self.settings.max_response_bytes,
+            retries=self.settings.fetch_retries,
         )
         self._closers.append(fetcher)
         return fetcher
@@ -98,7 +100,12 @@ class App:
             vs_currency=market.vs_currency,
             fetcher=fetcher,
             api_key=market.api_key.get_secret_value() if market.api_key else None,
+            top_coins=market.top_coins,
         )
+
+    def sentiment_source(self, fetcher: Fetcher) -> SentimentSource | None:
+        url = self.settings.market.fear_greed_url
+        return SentimentSource(url=url, fetcher=fetcher) if url else None
 
     def check_can_send(self) -> None:
         """Refuse real mail that would carry forgeable links or no postal address."""

@@ -82,9 +82,13 @@ class SponsorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     date: dt.date = Field(description="Edition date the slot runs on.")
-    text: str = Field(min_length=1, max_length=400, description="The sponsor's message, plain text.")
+    text: str = Field(
+        min_length=1, max_length=400, description="The sponsor's message, plain text."
+    )
     url: str = Field(description="https URL the slot links to.")
-    label: str = Field(default="Sponsored", max_length=40, description="Label shown above the slot.")
+    label: str = Field(
+        default="Sponsored", max_length=40, description="Label shown above the slot."
+    )
 
     @field_validator("url")
     @classmethod

@@ -17,10 +17,11 @@ from newsletter.formatting import (
     change_arrow,
     change_direction,
     format_change,
+    format_large,
     format_price,
     sparkline,
 )
-from newsletter.models import Article, IssueArticle, MarketSnapshot
+from newsletter.models import Article, IssueArticle, MarketGlobal, MarketSnapshot, SentimentReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,45 @@ class CoinRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Totals:
+    """The whole market: total capitalisation, its 24 h change, Bitcoin's share."""
+
+    market_cap: float | None
+    market_cap_change_24h: float | None
+    btc_dominance: float | None
+    currency: str
+
+    @property
+    def market_cap_text(self) -> str:
+        return format_large(self.market_cap, self.currency)
+
+    @property
+    def change_text(self) -> str:
+        return format_change(self.market_cap_change_24h)
+
+    @property
+    def arrow(self) -> str:
+        return change_arrow(self.market_cap_change_24h)
+
+    @property
+    def direction(self) -> str:
+        return change_direction(self.market_cap_change_24h)
+
+    @property
+    def dominance_text(self) -> str:
+        return "n/a" if self.btc_dominance is None else f"{self.btc_dominance:.1f}%"
+
+
+@dataclass(frozen=True, slots=True)
+class Mood:
+    """The Fear & Greed index: 0 (extreme fear) to 100 (extreme greed)."""
+
+    value: int
+    label: str
+    measured_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Market:
     coins: tuple[CoinRow, ...]
     as_of: datetime
@@ -82,6 +122,9 @@ class Market:
     losers: tuple[CoinRow, ...]
     summary: str
     fetched_at: datetime
+    totals: Totals | None = None
+    mood: Mood | None = None
+    movers_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,49 +211,102 @@ def stories_from(articles: Sequence[Article]) -> tuple[Story, ...]:
 
 
 def latest_market(
-    session: Session, *, coins: Sequence[str], now: datetime, max_age: timedelta
+    session: Session,
+    *,
+    coins: Sequence[str],
+    now: datetime,
+    max_age: timedelta,
+    top_coins: int = 100,
 ) -> Market | None:
-    """The newest stored snapshot of the watchlist, or None when there has never been one."""
+    """The newest stored snapshot of the watchlist with its context, or None when there is none."""
     fetched_at = session.scalar(select(func.max(MarketSnapshot.fetched_at)))
     if fetched_at is None:
         return None
-    rows = session.scalars(
-        select(MarketSnapshot).where(
-            MarketSnapshot.fetched_at == fetched_at, MarketSnapshot.coin_id.in_(coins)
-        )
-    ).all()
-    if not rows:
+    rows: dict[str, MarketSnapshot] = {}
+    for row in session.scalars(
+        select(MarketSnapshot)
+        .where(MarketSnapshot.fetched_at == fetched_at)
+        .order_by(MarketSnapshot.id)
+    ):
+        rows[row.coin_id] = row  # the watchlist request is stored last and wins
+    watchlist = [rows[coin] for coin in coins if coin in rows]
+    if not watchlist:
         return None
-    order = {coin: position for position, coin in enumerate(coins)}
-    snapshots = sorted(rows, key=lambda row: order[row.coin_id])
-    return build_market(snapshots, now=now, max_age=max_age, fetched_at=fetched_at)
+    ranked = [
+        row
+        for row in rows.values()
+        if row.market_cap_rank is not None and row.market_cap_rank <= top_coins
+    ]
+    updated = [row.source_updated_at for row in watchlist if row.source_updated_at is not None]
+    as_of = max(updated) if updated else fetched_at
+    # Context from the same fetch run (totals) and the same days (the index is published daily).
+    totals_row = session.scalar(
+        select(MarketGlobal)
+        .where(MarketGlobal.fetched_at >= fetched_at - timedelta(hours=1))
+        .order_by(MarketGlobal.fetched_at.desc(), MarketGlobal.id.desc())
+    )
+    mood_row = session.scalar(
+        select(SentimentReading)
+        .where(SentimentReading.measured_at >= as_of - timedelta(days=2))
+        .order_by(SentimentReading.measured_at.desc())
+    )
+    totals = None
+    if totals_row is not None:
+        totals = Totals(
+            market_cap=totals_row.total_market_cap,
+            market_cap_change_24h=totals_row.market_cap_change_24h,
+            btc_dominance=totals_row.btc_dominance,
+            currency=totals_row.vs_currency,
+        )
+    mood = None
+    if mood_row is not None:
+        mood = Mood(value=mood_row.value, label=mood_row.label, measured_at=mood_row.measured_at)
+    return build_market(
+        watchlist,
+        now=now,
+        max_age=max_age,
+        fetched_at=fetched_at,
+        movers=ranked if top_coins > 0 and len(ranked) > len(watchlist) else None,
+        totals=totals,
+        mood=mood,
+    )
+
+
+def _row(snapshot: MarketSnapshot) -> CoinRow:
+    return CoinRow(
+        coin_id=snapshot.coin_id,
+        symbol=snapshot.symbol,
+        name=snapshot.name,
+        price=snapshot.price,
+        change_24h=snapshot.change_24h,
+        change_7d=snapshot.change_7d,
+        trend=sparkline(snapshot.sparkline_7d or ()),
+        currency=snapshot.vs_currency,
+    )
 
 
 def build_market(
-    snapshots: Sequence[MarketSnapshot], *, now: datetime, max_age: timedelta, fetched_at: datetime
+    snapshots: Sequence[MarketSnapshot],
+    *,
+    now: datetime,
+    max_age: timedelta,
+    fetched_at: datetime,
+    movers: Sequence[MarketSnapshot] | None = None,
+    totals: Totals | None = None,
+    mood: Mood | None = None,
 ) -> Market:
-    coins = tuple(
-        CoinRow(
-            coin_id=row.coin_id,
-            symbol=row.symbol,
-            name=row.name,
-            price=row.price,
-            change_24h=row.change_24h,
-            change_7d=row.change_7d,
-            trend=sparkline(row.sparkline_7d or ()),
-            currency=row.vs_currency,
-        )
-        for row in snapshots
-    )
+    """The market section from stored rows; movers from ``movers`` (the top coins) or the watchlist."""
+    coins = tuple(_row(row) for row in snapshots)
     updated = [row.source_updated_at for row in snapshots if row.source_updated_at is not None]
     as_of = max(updated) if updated else fetched_at
-    movers = sorted(
-        (coin for coin in coins if coin.change_24h is not None),
+    pool = [_row(row) for row in movers] if movers else list(coins)
+    ranked = sorted(
+        (coin for coin in pool if coin.change_24h is not None),
         key=lambda coin: coin.change_24h or 0.0,
         reverse=True,
     )
-    gainers = tuple(coin for coin in movers[:3] if (coin.change_24h or 0) > 0)
-    losers = tuple(coin for coin in reversed(movers[-3:]) if (coin.change_24h or 0) < 0)
+    gainers = tuple(coin for coin in ranked[:3] if round(coin.change_24h or 0, 1) > 0)
+    losers = tuple(coin for coin in reversed(ranked[-3:]) if round(coin.change_24h or 0, 1) < 0)
     return Market(
         coins=coins,
         as_of=as_of,
@@ -219,6 +315,9 @@ def build_market(
         losers=losers,
         summary=summary_line(coins),
         fetched_at=fetched_at,
+        totals=totals,
+        mood=mood,
+        movers_from=len(pool),
     )
 
 

@@ -63,6 +63,7 @@ def compose_digest(
         coins=settings.market.coins,
         now=now,
         max_age=timedelta(minutes=settings.market_max_age_minutes),
+        top_coins=settings.market.top_coins,
     )
     return Digest(
         edition_date=edition_date, stories=stories_from(articles), market=market

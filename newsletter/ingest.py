@@ -1,20 +1,36 @@
-"""Fetching every configured source into the store. One failing source never stops the others."""
+"""Fetching every configured source into the store. One failing source never stops the others.
+
+The network part of every source runs concurrently (threads sharing one HTTP client); parsing and
+storing happen one source at a time in the calling thread, each in its own transaction. What a
+source answered last (validators for conditional GET, last success, last error) is kept in
+``source_states``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
-from newsletter.models import Article, MarketSnapshot
+from newsletter.models import Article, MarketGlobal, MarketSnapshot, SentimentReading, SourceState
 from newsletter.sanitise import title_key
-from newsletter.sources.feeds import FeedItem, FeedSource
-from newsletter.sources.market import CoinQuote, MarketSource
+from newsletter.sources.feeds import FeedItem, FeedSource, parse_feed
+from newsletter.sources.fetch import Fetched, Validators
+from newsletter.sources.market import (
+    CoinQuote,
+    MarketSource,
+    MarketTotals,
+    Sentiment,
+    SentimentSource,
+)
 from subscribers.base import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
@@ -29,10 +45,23 @@ class SourceOutcome:
     items: int = 0
     new: int = 0
     error: str | None = None
+    not_modified: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One source: ``download`` runs in a worker thread, ``store`` in the caller's transaction."""
+
+    key: str
+    name: str
+    kind: str
+    download: Callable[[Validators | None], Any]
+    store: Callable[[Session, Any, datetime], tuple[int, int]]
+    conditional: bool = False
 
 
 def fetch_sources(
@@ -40,46 +69,152 @@ def fetch_sources(
     *,
     feeds: Sequence[FeedSource],
     market: MarketSource | None,
+    sentiment: SentimentSource | None = None,
     now: datetime,
+    concurrency: int = 8,
 ) -> list[SourceOutcome]:
-    outcomes = []
+    """Fetch every source; return one outcome per source, in the order they were configured."""
+    jobs = _jobs(feeds=feeds, market=market, sentiment=sentiment, now=now)
+    with database.transaction(readonly=True) as session:
+        validators = {
+            state.key: Validators(state.etag, state.last_modified)
+            for state in session.scalars(select(SourceState))
+        }
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(jobs) or 1))) as pool:
+        futures: list[tuple[_Job, Future[Any]]] = [
+            (job, pool.submit(job.download, validators.get(job.key) if job.conditional else None))
+            for job in jobs
+        ]
+        return [_finish(database, job, future, now=now) for job, future in futures]
+
+
+def _jobs(
+    *,
+    feeds: Sequence[FeedSource],
+    market: MarketSource | None,
+    sentiment: SentimentSource | None,
+    now: datetime,
+) -> list[_Job]:
+    jobs: list[_Job] = []
     if market is not None:
-        outcomes.append(_fetch_market(database, market, now=now))
+        currency = market.vs_currency
+
+        def store_quotes_job(
+            session: Session, quotes: list[CoinQuote], fetched_at: datetime
+        ) -> tuple[int, int]:
+            if not quotes:
+                raise NewsletterError("the response held none of the configured coins")
+            store_quotes(session, quotes, vs_currency=currency, fetched_at=fetched_at)
+            return len(quotes), len(quotes)
+
+        def store_totals_job(
+            session: Session, totals: MarketTotals, fetched_at: datetime
+        ) -> tuple[int, int]:
+            store_totals(session, totals, vs_currency=currency, fetched_at=fetched_at)
+            return 1, 1
+
+        jobs.append(
+            _Job("market", market.name, "market", lambda _: market.fetch(), store_quotes_job)
+        )
+        if market.top_coins > 0:
+            jobs.append(
+                _Job(
+                    "market:top",
+                    "top coins",
+                    "market",
+                    lambda _: market.fetch_top(),
+                    store_quotes_job,
+                )
+            )
+        jobs.append(
+            _Job(
+                "market:global",
+                "market totals",
+                "market",
+                lambda _: market.fetch_totals(),
+                store_totals_job,
+            )
+        )
+    if sentiment is not None:
+        jobs.append(
+            _Job(
+                "sentiment",
+                sentiment.name,
+                "sentiment",
+                lambda _: sentiment.fetch(),
+                lambda session, reading, fetched_at: store_sentiment(
+                    session, reading, fetched_at=fetched_at
+                ),
+            )
+        )
     for feed in feeds:
-        outcomes.append(_fetch_feed(database, feed, now=now))
-    return outcomes
+        jobs.append(
+            _Job(
+                f"feed:{feed.name}",
+                feed.name,
+                "feed",
+                feed.fetch_if_changed,
+                _feed_store(feed, now=now),
+                conditional=True,
+            )
+        )
+    return jobs
 
 
-def _fetch_market(database: Database, market: MarketSource, *, now: datetime) -> SourceOutcome:
+def _feed_store(
+    feed: FeedSource, *, now: datetime
+) -> Callable[[Session, Fetched, datetime], tuple[int, int]]:
+    def store(session: Session, fetched: Fetched, fetched_at: datetime) -> tuple[int, int]:
+        items = parse_feed(fetched.body, source=feed.name, now=now)
+        return len(items), store_items(session, items, first_seen_at=fetched_at)
+
+    return store
+
+
+def _finish(database: Database, job: _Job, future: Future[Any], *, now: datetime) -> SourceOutcome:
     try:
-        quotes = market.fetch()
+        result = future.result()
+        if isinstance(result, Fetched) and result.not_modified:
+            with database.transaction() as session:
+                _remember(session, job.key, now=now, validators=result.validators, error=None)
+            return SourceOutcome(job.name, job.kind, not_modified=True)
+        with database.transaction() as session:
+            items, new = job.store(session, result, now)
+            validators = result.validators if isinstance(result, Fetched) else None
+            _remember(session, job.key, now=now, validators=validators, error=None)
+        return SourceOutcome(job.name, job.kind, items=items, new=new)
     except NewsletterError as exc:
-        log.warning("market data skipped: %s", exc.message)
-        return SourceOutcome(market.name, "market", error=exc.message)
+        log.warning("%s skipped: %s", job.name, exc.message)
+        error = exc.message
     except Exception as exc:  # one broken source must not stop the others
-        log.exception("market data skipped after an unexpected error")
-        return SourceOutcome(market.name, "market", error=f"unexpected error: {exc!r}")
-    if not quotes:
-        message = "the response held none of the configured coins"
-        log.warning("market data skipped: %s", message)
-        return SourceOutcome(market.name, "market", error=message)
-    with database.transaction() as session:
-        store_quotes(session, quotes, vs_currency=market.vs_currency, fetched_at=now)
-    return SourceOutcome(market.name, "market", items=len(quotes), new=len(quotes))
-
-
-def _fetch_feed(database: Database, feed: FeedSource, *, now: datetime) -> SourceOutcome:
+        log.exception("%s skipped after an unexpected error", job.name)
+        error = f"unexpected error: {exc!r}"
     try:
-        items = feed.fetch(now=now)
-    except NewsletterError as exc:
-        log.warning("feed %s skipped: %s", feed.name, exc.message)
-        return SourceOutcome(feed.name, "feed", error=exc.message)
-    except Exception as exc:  # one broken source must not stop the others
-        log.exception("feed %s skipped after an unexpected error", feed.name)
-        return SourceOutcome(feed.name, "feed", error=f"unexpected error: {exc!r}")
-    with database.transaction() as session:
-        new = store_items(session, items, first_seen_at=now)
-    return SourceOutcome(feed.name, "feed", items=len(items), new=new)
+        with database.transaction() as session:
+            _remember(session, job.key, now=now, validators=None, error=error)
+    except NewsletterError:
+        log.exception("could not record the failure of %s", job.name)
+    return SourceOutcome(job.name, job.kind, error=error)
+
+
+def _remember(
+    session: Session, key: str, *, now: datetime, validators: Validators | None, error: str | None
+) -> None:
+    state = session.get(SourceState, key)
+    if state is None:
+        state = SourceState(key=key, failures=0)
+        session.add(state)
+    state.last_fetched_at = now
+    if error is None:
+        state.last_success_at = now
+        state.last_error = None
+        state.failures = 0
+        if validators is not None:
+            state.etag = validators.etag
+            state.last_modified = validators.last_modified
+    else:
+        state.last_error = error[:2000]
+        state.failures = (state.failures or 0) + 1
 
 
 def store_quotes(
@@ -103,6 +238,38 @@ def store_quotes(
         )
         for quote in quotes
     )
+
+
+def store_totals(
+    session: Session, totals: MarketTotals, *, vs_currency: str, fetched_at: datetime
+) -> None:
+    session.add(
+        MarketGlobal(
+            vs_currency=vs_currency,
+            total_market_cap=totals.total_market_cap,
+            total_volume=totals.total_volume,
+            market_cap_change_24h=totals.market_cap_change_24h,
+            btc_dominance=totals.btc_dominance,
+            eth_dominance=totals.eth_dominance,
+            source_updated_at=totals.source_updated_at,
+            fetched_at=fetched_at,
+        )
+    )
+
+
+def store_sentiment(
+    session: Session, reading: Sentiment, *, fetched_at: datetime
+) -> tuple[int, int]:
+    statement = insert_ignoring_conflicts(session, SentimentReading, index_elements=["measured_at"])
+    result = session.execute(
+        statement.values(
+            value=reading.value,
+            label=reading.label,
+            measured_at=reading.measured_at,
+            fetched_at=fetched_at,
+        ).returning(SentimentReading.id)
+    )
+    return 1, len(result.all())
 
 
 def store_items(session: Session, items: Sequence[FeedItem], *, first_seen_at: datetime) -> int:

@@ -53,7 +53,9 @@ def fetch(app: App, *, now: datetime) -> list[SourceOutcome]:
         app.database,
         feeds=app.feed_sources(fetcher),
         market=app.market_source(fetcher),
+        sentiment=app.sentiment_source(fetcher),
         now=now,
+        concurrency=app.settings.fetch_concurrency,
     )
 
 

@@ -14,7 +14,7 @@ import feedparser
 
 from newsletter.errors import SourceError
 from newsletter.sanitise import clean_title, html_to_text, strip_trailer, teaser
-from newsletter.sources.fetch import Fetcher
+from newsletter.sources.fetch import Fetched, Fetcher, Validators
 from newsletter.sources.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ class FeedSource:
 
     def fetch(self, *, now: datetime) -> list[FeedItem]:
         return parse_feed(self.fetcher.read(self.url), source=self.name, now=now)
+
+    def fetch_if_changed(self, validators: Validators | None) -> Fetched:
+        """The raw feed, or ``not_modified`` when the server says it has not changed."""
+        return self.fetcher.fetch(self.url, validators=validators)
 
 
 def parse_feed(body: bytes, *, source: str, now: datetime) -> list[FeedItem]:

@@ -1,12 +1,17 @@
 """Reading a source's bytes: over http(s) with httpx, or from a local file of recorded data.
 
-Every read has a timeout and a size cap, so a hostile or broken server cannot hang or exhaust us.
+Every read has a timeout (per read and for the whole response) and a size cap, so a hostile or
+broken server cannot hang or exhaust us. HTTP reads are conditional when the caller knows the
+previous ETag / Last-Modified, and 429 and 5xx answers are retried with backoff, honouring
+Retry-After.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -15,23 +20,55 @@ from newsletter import __version__
 from newsletter.errors import SourceError
 
 USER_AGENT = f"newsletter/{__version__} (+self-hosted crypto digest; feed reader)"
+#: Longest Retry-After we wait for; a longer one fails the source for this run.
+MAX_RETRY_AFTER = 60.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def is_remote(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a server said about a response, to ask "has it changed?" next time."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A source's answer: its body, or ``not_modified`` with no body."""
+
+    body: bytes
+    validators: Validators
+    not_modified: bool = False
+    attempts: int = 1
+
+
 class Fetcher:
-    """Reads URLs and local paths with one shared HTTP client."""
+    """Reads URLs and local paths with one shared HTTP client (safe to use from several threads)."""
 
     def __init__(
-        self, *, timeout: float, max_bytes: int, client: httpx.Client | None = None
+        self,
+        *,
+        timeout: float,
+        max_bytes: int,
+        retries: int = 2,
+        backoff: float = 1.0,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,
+            max_redirects=5,
             headers={"User-Agent": USER_AGENT},
         )
 
@@ -51,9 +88,41 @@ class Fetcher:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
-        if is_remote(location):
-            return self._get(location, params=params, headers=headers)
-        return self._read_file(Path(location))
+        """The body at ``location`` (unconditional)."""
+        return self.fetch(location, params=params, headers=headers).body
+
+    def fetch(
+        self,
+        location: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        validators: Validators | None = None,
+    ) -> Fetched:
+        """The body at ``location``; ``not_modified`` when the validators still hold."""
+        if not is_remote(location):
+            return Fetched(self._read_file(Path(location)), Validators())
+        request_headers = dict(headers or {})
+        if validators and validators.etag:
+            request_headers["If-None-Match"] = validators.etag
+        if validators and validators.last_modified:
+            request_headers["If-Modified-Since"] = validators.last_modified
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._get(location, params=params, headers=request_headers, attempt=attempt)
+            except _Retry as retry:
+                if retry.wait is not None and retry.wait > MAX_RETRY_AFTER:
+                    raise SourceError(
+                        f"{retry.message}; it asks to retry after {retry.wait:.0f} s",
+                        hint="the next fetch will try again",
+                    ) from None
+                if attempt > self.retries:
+                    raise SourceError(retry.message) from None
+                self.sleep(
+                    retry.wait if retry.wait is not None else self.backoff * 2 ** (attempt - 1)
+                )
 
     def _read_file(self, path: Path) -> bytes:
         try:
@@ -76,12 +145,25 @@ class Fetcher:
         url: str,
         *,
         params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-    ) -> bytes:
+        headers: Mapping[str, str],
+        attempt: int,
+    ) -> Fetched:
         # httpx's timeout bounds each read; the deadline bounds the whole response (a trickling server).
         deadline = time.monotonic() + self.timeout
         try:
             with self._client.stream("GET", url, params=params, headers=headers) as response:
+                validators = Validators(
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
+                )
+                if response.status_code == 304:
+                    return Fetched(b"", validators, not_modified=True, attempts=attempt)
+                if response.status_code in RETRY_STATUSES:
+                    raise _Retry(
+                        f"{url} answered HTTP {response.status_code} after {attempt} "
+                        f"attempt{'s' if attempt > 1 else ''}",
+                        wait=_retry_after(response.headers.get("retry-after")),
+                    )
                 if response.status_code >= 400:
                     raise SourceError(f"{url} answered HTTP {response.status_code}")
                 declared = response.headers.get("content-length")
@@ -98,8 +180,32 @@ class Fetcher:
                         )
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout("the whole response took too long")
-                return bytes(body)
+                return Fetched(bytes(body), validators, attempts=attempt)
         except httpx.TimeoutException:
             raise SourceError(f"{url} did not answer within {self.timeout:g} s") from None
+        except httpx.TooManyRedirects:
+            raise SourceError(f"{url} redirected too many times") from None
         except httpx.HTTPError as exc:
-            raise SourceError(f"cannot fetch {url}: {exc}") from None
+            raise _Retry(f"cannot fetch {url}: {exc}", wait=None) from None
+
+
+class _Retry(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, message: str, *, wait: float | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.wait = wait
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0)

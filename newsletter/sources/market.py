@@ -1,7 +1,7 @@
-"""Market data from a CoinGecko-compatible ``/coins/markets`` endpoint, or its recorded response.
+"""Market data: a CoinGecko-compatible API (``/coins/markets``, ``/global``) and the Fear & Greed index.
 
-A local ``base_url`` is a directory laid out like the API: ``coins/markets.json`` holds a recorded
-``/coins/markets?...&sparkline=true&price_change_percentage=24h,7d`` response.
+A local ``base_url`` is a directory laid out like the API: ``coins/markets.json`` answers the watchlist
+request, ``coins/markets_top100.json`` the top-coins request and ``global.json`` ``/global``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +37,86 @@ class CoinQuote:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketTotals:
+    """The whole market (``/global``)."""
+
+    total_market_cap: float | None
+    total_volume: float | None
+    market_cap_change_24h: float | None
+    btc_dominance: float | None
+    eth_dominance: float | None
+    source_updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    """One Fear & Greed reading: 0 (extreme fear) to 100 (extreme greed)."""
+
+    value: int
+    label: str
+    measured_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MarketSource:
     base_url: str
     coins: Sequence[str]
     vs_currency: str
     fetcher: Fetcher
     api_key: str | None = None
+    top_coins: int = 100
     name: str = "market data"
 
+    @property
+    def _remote(self) -> bool:
+        return is_remote(self.base_url)
+
+    def _get(self, path: str, local: str, params: dict[str, str] | None = None) -> bytes:
+        if not self._remote:
+            return self.fetcher.read(str(Path(self.base_url) / local))
+        headers = {"x-cg-demo-api-key": self.api_key} if self.api_key else None
+        if self.api_key and "pro-api." in self.base_url:
+            headers = {"x-cg-pro-api-key": self.api_key}
+        return self.fetcher.read(
+            f"{self.base_url.rstrip('/')}{path}", params=params, headers=headers
+        )
+
+    def _markets_params(self, **extra: str) -> dict[str, str]:
+        return {
+            "vs_currency": self.vs_currency,
+            "order": "market_cap_desc",
+            "page": "1",
+            "sparkline": "true",
+            "price_change_percentage": "24h,7d",
+            **extra,
+        }
+
+    def fetch_top(self) -> list[CoinQuote]:
+        """The top coins by market cap (for the day's biggest gainers and losers)."""
+        if self.top_coins <= 0:
+            return []
+        body = self._get(
+            "/coins/markets",
+            "coins/markets_top100.json",
+            self._markets_params(per_page=str(self.top_coins)),
+        )
+        quotes = parse_markets(body, source=self.base_url)
+        ranked = [quote for quote in quotes if quote.market_cap_rank is not None]
+        ranked.sort(key=lambda quote: quote.market_cap_rank or 0)
+        return ranked[: self.top_coins]
+
+    def fetch_totals(self) -> MarketTotals:
+        return parse_global(
+            self._get("/global", "global.json"), vs_currency=self.vs_currency, source=self.base_url
+        )
+
     def fetch(self) -> list[CoinQuote]:
-        if is_remote(self.base_url):
-            headers = {"x-cg-demo-api-key": self.api_key} if self.api_key else None
-            body = self.fetcher.read(
-                f"{self.base_url.rstrip('/')}/coins/markets",
-                params={
-                    "vs_currency": self.vs_currency,
-                    "ids": ",".join(self.coins),
-                    "order": "market_cap_desc",
-                    "per_page": "250",
-                    "page": "1",
-                    "sparkline": "true",
-                    "price_change_percentage": "24h,7d",
-                },
-                headers=headers,
-            )
-        else:
-            body = self.fetcher.read(str(Path(self.base_url) / "coins" / "markets.json"))
+        """The watchlist, in the configured order."""
+        body = self._get(
+            "/coins/markets",
+            "coins/markets.json",
+            self._markets_params(ids=",".join(self.coins), per_page="250"),
+        )
         quotes = parse_markets(body, source=self.base_url)
         wanted = {coin: position for position, coin in enumerate(self.coins)}
         chosen = [quote for quote in quotes if quote.coin_id in wanted]
@@ -144,3 +198,78 @@ def _timestamp(value: Any) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp.tzinfo else None
+
+
+def parse_global(body: bytes, *, vs_currency: str, source: str) -> MarketTotals:
+    """Totals from a ``/global`` response."""
+    data = _json(body, source=source, what="market totals")
+    inner = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        raise SourceError(f"{source}: market totals have no 'data' object")
+
+    def currency(key: str) -> float | None:
+        table = inner.get(key)
+        return _number(table.get(vs_currency)) if isinstance(table, dict) else None
+
+    shares = inner.get("market_cap_percentage")
+    shares = shares if isinstance(shares, dict) else {}
+    updated = inner.get("updated_at")
+    return MarketTotals(
+        total_market_cap=currency("total_market_cap"),
+        total_volume=currency("total_volume"),
+        market_cap_change_24h=_number(inner.get("market_cap_change_percentage_24h_usd")),
+        btc_dominance=_number(shares.get("btc")),
+        eth_dominance=_number(shares.get("eth")),
+        source_updated_at=_unix(updated),
+    )
+
+
+def parse_fear_greed(body: bytes, *, source: str) -> Sentiment:
+    """The newest reading of an alternative.me ``/fng/`` response."""
+    data = _json(body, source=source, what="the Fear & Greed index")
+    readings = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(readings, list) or not readings or not isinstance(readings[0], dict):
+        raise SourceError(f"{source}: the Fear & Greed response has no readings")
+    newest = readings[0]
+    try:
+        value = int(str(newest.get("value", "")).strip())
+    except ValueError:
+        raise SourceError(
+            f"{source}: the Fear & Greed value {newest.get('value')!r} is not a number"
+        ) from None
+    measured = _unix(newest.get("timestamp"))
+    label = str(newest.get("value_classification") or "").strip()[:40]
+    if not 0 <= value <= 100 or measured is None or not label:
+        raise SourceError(f"{source}: the Fear & Greed reading {newest!r:.200} is not usable")
+    return Sentiment(value=value, label=label, measured_at=measured)
+
+
+def _json(body: bytes, *, source: str, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{source}: {what} is not JSON ({exc})") from None
+
+
+def _unix(value: Any) -> datetime | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentSource:
+    url: str
+    fetcher: Fetcher
+    name: str = "fear & greed"
+
+    def fetch(self) -> Sentiment:
+        params = {"limit": "1"} if is_remote(self.url) else None
+        return parse_fear_greed(self.fetcher.read(self.url, params=params), source=self.url)
