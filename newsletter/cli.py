@@ -336,6 +336,11 @@ def issue_build(context: Context, date_text: str | None) -> None:
         )
     if not result.coins:
         context.console.print("  note: no market data; the edition says prices are unavailable")
+    if result.stories_dropped:
+        context.console.print(
+            f"  note: {result.stories_dropped} stories left out to stay under Gmail's 102 KB clip "
+            "limit; they stay available for the next edition"
+        )
 
 
 @issue.command("preview")
@@ -343,12 +348,25 @@ def issue_build(context: Context, date_text: str | None) -> None:
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="HTML file to write."
 )
+@click.option(
+    "--png", is_flag=True, help="Also write screenshots at 600 and 375 px (headless chromium)."
+)
 @pass_context
-def issue_preview(context: Context, date_text: str | None, output: Path | None) -> None:
+def issue_preview(context: Context, date_text: str | None, output: Path | None, png: bool) -> None:
     """Write the edition's final HTML (CSS inlined) to a file and print its path."""
     edition_date = _edition_date(context, date_text)
     path = pipeline.preview(context.app, edition_date=edition_date, output=output)
     click.echo(str(path))
+    if png:
+        from newsletter.screenshot import screenshots
+
+        for shot in screenshots(path):
+            click.echo(str(shot.path))
+            if shot.overflow:
+                context.err.print(
+                    f"warning: at {shot.width} px the edition is {shot.overflow} px too wide "
+                    "(readers must scroll sideways)"
+                )
 
 
 @issue.command("status")

@@ -200,9 +200,12 @@ class Settings(BaseSettings):
         description="Most stories one feed gives an edition (unless it sets its own).",
     )
     max_article_age_hours: int = Field(
-        default=36,
+        default=72,
         ge=0,
-        description="Oldest story an edition picks, in hours; 0 for no limit (replaying recordings).",
+        description=(
+            "An edition takes stories since the previous edition (or the last 24 h), but none older "
+            "than this many hours; 0 for no window at all (replaying recorded feeds)."
+        ),
     )
     market_max_age_minutes: int = Field(
         default=120,
@@ -221,6 +224,39 @@ class Settings(BaseSettings):
     )
     demo: bool = Field(
         default=False, description="Demo mode: allows the default secret key and sample data."
+    )
+    # web
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin API under /api; without it every API call gets 401.",
+    )
+    web_host: str = Field(
+        default="127.0.0.1", description="Address 'newsletter web' listens on (--host overrides)."
+    )
+    web_port: int = Field(
+        default=8000, ge=1, le=65535, description="Port 'newsletter web' listens on (--port overrides)."
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Reverse proxies (IP addresses or networks) whose X-Forwarded-For is believed.",
+    )
+    confirm_token_hours: int = Field(
+        default=48, ge=1, le=720, description="Hours a confirmation link stays valid."
+    )
+    confirmations_per_day: int = Field(
+        default=3, ge=1, le=100, description="Most subscription mails one address gets per day."
+    )
+    subscribe_ip_limit: int = Field(
+        default=20, ge=1, description="Subscribe requests one IP address may make per hour."
+    )
+    subscribe_address_limit: int = Field(
+        default=5, ge=1, description="Subscribe requests for one email address per hour."
+    )
+    consent_wording: str = Field(
+        default="2026-11",
+        min_length=1,
+        max_length=40,
+        description="Version of the signup page's consent wording, kept with each consent record.",
     )
 
     # sources

@@ -5,12 +5,11 @@ Everything here is derived from stored data by deterministic rules: no invented 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.formatting import (
@@ -21,7 +20,15 @@ from newsletter.formatting import (
     format_price,
     sparkline,
 )
-from newsletter.models import Article, IssueArticle, MarketGlobal, MarketSnapshot, SentimentReading
+from newsletter.models import (
+    Article,
+    Issue,
+    IssueArticle,
+    IssueStatus,
+    MarketGlobal,
+    MarketSnapshot,
+    SentimentReading,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,16 @@ class Story:
     published_at: datetime
     teaser: str
     author: str | None = None
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sponsor:
+    """A paid placement, always labelled as such."""
+
+    text: str
+    url: str
+    label: str = "Sponsored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +149,7 @@ class Digest:
     edition_date: date
     stories: tuple[Story, ...]
     market: Market | None
+    sponsor: Sponsor | None = None
 
     def subject(self, newsletter_name: str) -> str:
         """``BTC $63,957 (+0.6%) · 8 stories · Tue 24 Nov``."""
@@ -159,38 +177,66 @@ def select_articles(
     *,
     count: int,
     now: datetime,
-    max_age: timedelta | None,
+    since: datetime | None,
     per_source_cap: int,
     source_caps: Mapping[str, int] | None = None,
 ) -> list[Article]:
-    """The edition's stories: the newest not yet used by any edition, one per story, sources mixed.
+    """The edition's stories: new since ``since``, never used by another edition, sources mixed.
 
-    Duplicates across feeds (same normalised title) count once; no source gives more than its cap.
+    A story counts as new when it was published, or first seen, since ``since`` (a feed that lags
+    still gets its stories in). Duplicates across feeds (same normalised title) count once. The
+    order interleaves the sources, newest first within each round, and no source gives more than
+    its cap.
     """
     used = select(IssueArticle.article_id)
     query = (
         select(Article)
         .where(Article.id.not_in(used), Article.published_at <= now)
         .order_by(Article.published_at.desc(), Article.id.desc())
-        .limit(max(count * 20, 100))
+        .limit(max(count * 20, 200))
     )
-    if max_age is not None:
-        query = query.where(Article.published_at >= now - max_age)
+    if since is not None:
+        query = query.where(or_(Article.published_at >= since, Article.first_seen_at >= since))
     caps = dict(source_caps or {})
-    taken: Counter[str] = Counter()
     titles: set[str] = set()
-    chosen: list[Article] = []
+    by_source: dict[str, list[Article]] = {}
     for article in session.scalars(query):
         if article.title_key in titles:
             continue
-        if taken[article.source] >= caps.get(article.source, per_source_cap):
-            continue
-        chosen.append(article)
         titles.add(article.title_key)
-        taken[article.source] += 1
-        if len(chosen) == count:
-            break
+        queue = by_source.setdefault(article.source, [])
+        if len(queue) < caps.get(article.source, per_source_cap):
+            queue.append(article)
+    chosen: list[Article] = []
+    while len(chosen) < count and any(by_source.values()):
+        heads = sorted(
+            (queue.pop(0) for queue in by_source.values() if queue),
+            key=lambda article: (article.published_at, article.id),
+            reverse=True,
+        )
+        chosen.extend(heads[: count - len(chosen)])
     return chosen
+
+
+def window_start(
+    session: Session, *, edition_date: date, now: datetime, max_age: timedelta | None
+) -> datetime | None:
+    """Where an edition's news starts: the previous edition's build, or 24 h back, within ``max_age``.
+
+    ``max_age`` None means no window at all (replaying recorded feeds).
+    """
+    if max_age is None:
+        return None
+    previous = session.scalar(
+        select(Issue.built_at)
+        .where(
+            Issue.edition_date < edition_date,
+            Issue.status.in_([IssueStatus.SENDING, IssueStatus.SENT]),
+        )
+        .order_by(Issue.edition_date.desc())
+    )
+    start = previous if previous is not None else now - timedelta(hours=24)
+    return max(start, now - max_age)
 
 
 def stories_from(articles: Sequence[Article]) -> tuple[Story, ...]:
@@ -202,6 +248,9 @@ def stories_from(articles: Sequence[Article]) -> tuple[Story, ...]:
             published_at=article.published_at,
             teaser=article.summary,
             author=article.author,
+            image_url=article.image_url
+            if (article.image_url or "").startswith("https://")
+            else None,
         )
         for article in articles
     )

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.digest import Digest, latest_market, select_articles, stories_from
+from newsletter.digest import (
+    Digest,
+    latest_market,
+    select_articles,
+    stories_from,
+    window_start,
+)
 from newsletter.errors import IssueStateError
 from newsletter.models import REBUILDABLE, Article, Issue, IssueArticle, IssueStatus, IssueVariant
 from newsletter.personal import Links
@@ -30,6 +36,7 @@ class BuildResult:
     edition_date: date
     subject: str
     stories: int
+    stories_dropped: int
     coins: int
     market_stale: bool
     rebuilt: bool
@@ -42,6 +49,7 @@ def edition_context(settings: Settings) -> EditionContext:
         postal_address=settings.postal_address,
         unsubscribe_address=settings.unsubscribe_address,
         timezone=settings.timezone,
+        show_images=settings.show_images,
     )
 
 
@@ -54,7 +62,12 @@ def compose_digest(
         session,
         count=settings.article_count,
         now=now,
-        max_age=timedelta(hours=max_age) if max_age else None,
+        since=window_start(
+            session,
+            edition_date=edition_date,
+            now=now,
+            max_age=timedelta(hours=max_age) if max_age else None,
+        ),
         per_source_cap=settings.per_source_cap,
         source_caps={feed.name: feed.max_items for feed in settings.feeds if feed.max_items},
     )
@@ -100,9 +113,10 @@ def build_issue(
                 session.add(issue)
             _fill(issue, rendered, digest, now=now)
             session.flush()
+            shown = articles[: len(articles) - rendered.stories_dropped]
             session.add_all(
                 IssueArticle(issue_id=issue.id, article_id=article.id, position=position)
-                for position, article in enumerate(articles)
+                for position, article in enumerate(shown)
             )
             session.add(
                 IssueVariant(
@@ -117,7 +131,8 @@ def build_issue(
                 issue_id=issue.id,
                 edition_date=edition_date,
                 subject=rendered.subject,
-                stories=len(digest.stories),
+                stories=len(shown),
+                stories_dropped=rendered.stories_dropped,
                 coins=len(digest.market.coins) if digest.market else 0,
                 market_stale=bool(digest.market and digest.market.stale),
                 rebuilt=rebuilt,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,10 +18,14 @@ from newsletter.digest import Digest
 from newsletter.errors import RenderError
 from newsletter.formatting import format_change, format_price
 
+log = logging.getLogger(__name__)
+
 HTML_TEMPLATE = "issue.html.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 #: Gmail clips messages whose HTML is larger than this; editions stay below it.
 GMAIL_CLIP_BYTES = 102 * 1024
+#: Room kept for what personalisation adds (address, signed links) to the rendered HTML.
+PERSONAL_HEADROOM = 3 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class EditionContext:
     unsubscribe_address: str
     timezone: str
     prices_by: str = "CoinGecko"
+    show_images: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class RenderedEdition:
     preheader: str
     html: str
     text: str
+    #: Stories left out so that the HTML stays under Gmail's clipping size.
+    stories_dropped: int = 0
 
 
 def _local_time(value: datetime, zone: str, pattern: str = "%H:%M") -> str:
@@ -86,13 +94,38 @@ class Renderer:
         except jinja2.UndefinedError as exc:
             raise RenderError(f"template {name} uses an undefined value: {exc.message}") from None
 
-    def render_edition(self, digest: Digest, *, context: EditionContext) -> RenderedEdition:
+    def render_edition(
+        self, digest: Digest, *, context: EditionContext, max_html_bytes: int = GMAIL_CLIP_BYTES
+    ) -> RenderedEdition:
+        """Render the edition; drop stories from the end while the HTML would be clipped by Gmail."""
+        budget = max_html_bytes - PERSONAL_HEADROOM
+        rendered = self._render(digest, context=context)
+        size = len(rendered.html.encode("utf-8"))
+        total = len(digest.stories)
+        keep = total
+        while size > budget and keep > 0:
+            average = size / keep  # an over-estimate of one story's share: converges from above
+            keep = max(keep - max(1, math.ceil((size - budget) / average)), 0)
+            rendered = self._render(replace(digest, stories=digest.stories[:keep]), context=context)
+            size = len(rendered.html.encode("utf-8"))
+        if keep < total:
+            log.warning(
+                "edition %s: %d of %d stories left out to keep the HTML under %d KB",
+                digest.edition_date,
+                total - keep,
+                total,
+                max_html_bytes // 1024,
+            )
+        return replace(rendered, stories_dropped=total - keep)
+
+    def _render(self, digest: Digest, *, context: EditionContext) -> RenderedEdition:
         subject = digest.subject(context.newsletter_name)
         preheader = digest.preheader()
         values = {
             "digest": digest,
             "market": digest.market,
             "stories": digest.stories,
+            "sponsor": digest.sponsor,
             "subject": subject,
             "preheader": preheader,
             "edition": context,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.digest import Digest, Story, build_market
+from newsletter.digest import Digest, Mood, Sponsor, Story, Totals, build_market
 from newsletter.models import MarketSnapshot
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
@@ -23,17 +23,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"
 CLOCK = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 
-def fixed_digest() -> Digest:
-    raw = json.loads(
-        (EXAMPLES / "coingecko" / "coins" / "markets.json").read_text(encoding="utf-8")
-    )
-    snapshots = [
+def snapshots(name: str) -> list[MarketSnapshot]:
+    raw = json.loads((EXAMPLES / "coingecko" / "coins" / name).read_text(encoding="utf-8"))
+    return [
         MarketSnapshot(
             coin_id=coin["id"],
             symbol=coin["symbol"].upper(),
             name=coin["name"],
             vs_currency="usd",
             price=coin["current_price"],
+            market_cap_rank=coin["market_cap_rank"],
             change_24h=coin["price_change_percentage_24h_in_currency"],
             change_7d=coin["price_change_percentage_7d_in_currency"],
             sparkline_7d=coin["sparkline_in_7d"]["price"],
@@ -41,7 +40,23 @@ def fixed_digest() -> Digest:
         )
         for coin in raw
     ]
-    market = build_market(snapshots, now=CLOCK, max_age=timedelta(hours=2), fetched_at=CLOCK)
+
+
+def fixed_digest(*, with_market: bool = True) -> Digest:
+    market = build_market(
+        snapshots("markets.json"),
+        now=CLOCK,
+        max_age=timedelta(hours=2),
+        fetched_at=CLOCK,
+        movers=snapshots("markets_top100.json"),
+        totals=Totals(
+            market_cap=2_376_444_725_168.18,
+            market_cap_change_24h=0.3896,
+            btc_dominance=54.118,
+            currency="usd",
+        ),
+        mood=Mood(value=38, label="Fear", measured_at=datetime(2026, 11, 24, tzinfo=UTC)),
+    )
     stories = tuple(
         Story(
             title=f"Story {number}: Bitcoin & Ether — what moved in Zürich",
@@ -52,10 +67,16 @@ def fixed_digest() -> Digest:
         )
         for number in range(1, 4)
     )
-    return Digest(edition_date=date(2026, 11, 24), stories=stories, market=market)
+    if not with_market:
+        return Digest(edition_date=date(2026, 11, 24), stories=(), market=None)
+    sponsor = Sponsor(
+        text="Reach 100K+ crypto readers: newsletter placements, banners & sponsored posts.",
+        url="https://ads.example.com/newsletter?from=digest",
+    )
+    return Digest(edition_date=date(2026, 11, 24), stories=stories, market=market, sponsor=sponsor)
 
 
-def render() -> RenderedEdition:
+def render(*, with_market: bool = True) -> RenderedEdition:
     context = EditionContext(
         newsletter_name="Daily Crypto Insights",
         links=Links("https://crypto.example.com"),
@@ -63,14 +84,24 @@ def render() -> RenderedEdition:
         unsubscribe_address="unsubscribe@example.com",
         timezone="Europe/Berlin",
     )
-    return Renderer([templates_dir()]).render_edition(fixed_digest(), context=context)
+    return Renderer([templates_dir()]).render_edition(
+        fixed_digest(with_market=with_market), context=context
+    )
 
 
-@pytest.mark.parametrize(("name", "attribute"), [("issue.html", "html"), ("issue.txt", "text")])
+@pytest.mark.parametrize(
+    ("name", "attribute", "with_market"),
+    [
+        ("issue.html", "html", True),
+        ("issue.txt", "text", True),
+        ("empty.html", "html", False),
+        ("empty.txt", "text", False),
+    ],
+)
 def test_rendered_edition_matches_golden_file(
-    name: str, attribute: str, request: pytest.FixtureRequest
+    name: str, attribute: str, with_market: bool, request: pytest.FixtureRequest
 ) -> None:
-    produced = getattr(render(), attribute)
+    produced = getattr(render(with_market=with_market), attribute)
     golden = GOLDEN / name
     if request.config.getoption("--update-golden"):
         golden.write_text(produced, encoding="utf-8")
@@ -84,3 +115,11 @@ def test_subject_and_preheader() -> None:
     rendered = render()
     assert rendered.subject == "BTC $63,957 (+0.6%) · 3 stories · Tue 24 Nov"
     assert rendered.preheader.startswith("Bitcoin rose 0.6% to $63,957.00 in 24 h")
+
+
+def test_an_edition_without_data_says_so() -> None:
+    rendered = render(with_market=False)
+    assert "Market data is unavailable for this edition." in rendered.html
+    assert "Market data is unavailable for this edition." in rendered.text
+    assert "No new stories since the last edition." in rendered.text
+    assert rendered.subject == "Daily Crypto Insights · 0 stories · Tue 24 Nov"

@@ -189,7 +189,7 @@ class Fetcher:
             raise _Retry(f"cannot fetch {url}: {exc}", wait=None) from None
 
 
-class _Retry(Exception):  # noqa: N818 - internal signal, never leaves this module
+class _Retry(Exception):
     def __init__(self, message: str, *, wait: float | None) -> None:
         super().__init__(message)
         self.message = message
