@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --locked
 DEMO_CONFIG := examples/demo.toml
 
-.PHONY: help uv install demo test test-fast lint format golden bench clean
+.PHONY: help uv install install-test demo test test-fast lint format golden bench clean
 
 help:
 	@echo "make demo    - install, then run today's edition on the demo configuration"
@@ -20,13 +20,18 @@ uv:
 install: uv
 	$(UV) sync --locked
 
+# The tests also lint the rendered email against caniemail data (an npm package, pinned in package-lock.json).
+install-test: install
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: the caniemail check will be skipped (CI installs nodejs and npm)"; fi
+
 demo: install
 	NEWSLETTER_CONFIG=$(DEMO_CONFIG) $(RUN) newsletter demo
 
-test: install
+test: install-test
 	$(RUN) pytest
 
-test-fast: install
+test-fast: install-test
 	$(RUN) pytest -m "not slow and not postgres"
 
 lint: install
