@@ -47,6 +47,7 @@ golden: install
 	$(RUN) pytest tests/test_golden.py --update-golden
 
 bench: install
+	$(RUN) python benchmarks/digest.py
 	$(RUN) python benchmarks/personalise.py
 
 clean:
