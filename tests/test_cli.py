@@ -300,3 +300,22 @@ def test_config_masks_secrets(run: Callable[..., Result]) -> None:
     output = ok(run("config", env={"NEWSLETTER_SMTP_PASSWORD": "hunter2"})).stdout
     assert "hunter2" not in output
     assert '"transport": "folder"' in output
+
+
+@pytest.mark.browser
+def test_preview_png_writes_desktop_and_phone_screenshots(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    ok(run("fetch"))
+    ok(run("issue", "build", "--date", EDITION))
+    target = tmp_path / "preview.html"
+    printed = ok(
+        run("issue", "preview", "--date", EDITION, "-o", str(target), "--png")
+    ).stdout.split()
+    assert printed == [
+        str(target),
+        str(tmp_path / "preview-600.png"),
+        str(tmp_path / "preview-375.png"),
+    ]
+    for png in printed[1:]:
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
