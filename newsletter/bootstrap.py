@@ -9,7 +9,8 @@ from pathlib import Path
 from newsletter.config import DEFAULT_SECRET_KEY, Settings
 from newsletter.db import Database
 from newsletter.delivery.sender import Sender, SenderIdentity
-from newsletter.delivery.transports import FolderTransport, SmtpConfig, SmtpTransport, Transport
+from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
+from newsletter.delivery.transports import FolderTransport, Transport
 from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
@@ -43,6 +44,7 @@ class App:
                     if settings.smtp_password
                     else None,
                     timeout=settings.smtp_timeout,
+                    pool_size=settings.smtp_pool_size,
                 )
             )
         self._closers.append(transport)
@@ -74,6 +76,7 @@ class App:
             batch_size=settings.batch_size,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
+            max_age=timedelta(hours=settings.retry_hours),
             **options,  # type: ignore[arg-type]
         )
 

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for the relay before giving up."
     )
+    smtp_pool_size: int = Field(
+        default=4, ge=1, le=64, description="SMTP connections each sending process keeps open."
+    )
     sender: str = Field(
         default="Daily Crypto Insights <digest@example.com>",
         description="From header of every mail: 'Name <address>' (NEWSLETTER_FROM, 'from' in TOML).",
@@ -234,7 +237,10 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address 'newsletter web' listens on (--host overrides)."
     )
     web_port: int = Field(
-        default=8000, ge=1, le=65535, description="Port 'newsletter web' listens on (--port overrides)."
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port 'newsletter web' listens on (--port overrides).",
     )
     trusted_proxies: tuple[str, ...] = Field(
         default=(),
@@ -298,6 +304,11 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(
         default=8, ge=1, description="Tries before a temporarily failing delivery is failed."
+    )
+    retry_hours: int = Field(
+        default=24,
+        ge=1,
+        description="Hours after which a temporarily failing delivery is failed, whatever its tries.",
     )
 
     @field_validator("timezone")

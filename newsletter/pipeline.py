@@ -30,6 +30,7 @@ from newsletter.errors import IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
 from subscribers.addresses import normalise
+from subscribers.base import utcnow
 from subscribers.model import Subscriber, SubscriberStatus
 
 
@@ -146,6 +147,7 @@ def send(
     now: datetime,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[ledger.Recorded], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> SendOutcome:
     """Send an edition now: build it if there is none, enqueue every confirmed subscriber, deliver.
 
@@ -184,7 +186,11 @@ def send(
     try:
         with app.database.transaction(readonly=True) as session:
             target = session.get_one(Issue, issue_id)
-        report = app.sender(transport, on_result=on_result).deliver(target)
+        sender = app.sender(transport, on_result=on_result, clock=clock or utcnow)
+        try:
+            report = sender.deliver(target)
+        finally:
+            sender.close()
     finally:
         transport.close()
     return SendOutcome(edition_date, False, built, enqueued, due, report)

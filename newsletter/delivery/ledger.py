@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,7 @@ class Claimed:
     email: str
     format: MailFormat
     attempts: int
+    queued_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Recorded:
     variant_key: str | None = None
     detail: str = ""
     suppress_recipient: bool = False
+    queued_at: datetime | None = None
 
 
 def _cursor(result: Result[Any]) -> CursorResult[Any]:
@@ -168,7 +170,7 @@ def claim_batch(
             lease_until=now + lease,
             attempts=Delivery.attempts + 1,
         )
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts)
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.created_at)
         .execution_options(synchronize_session=False)
     ).all()
     if not claimed:
@@ -188,6 +190,7 @@ def claim_batch(
             email=people[row.subscriber_id].email,
             format=people[row.subscriber_id].format,
             attempts=row.attempts,
+            queued_at=_aware(row.created_at),
         )
         for row in claimed
     ]
@@ -202,6 +205,11 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
     return ceiling * (0.5 + 0.5 * draw)
 
 
+def _aware(value: datetime) -> datetime:
+    """RETURNING bypasses the column type on some drivers: make SQLite's naive UTC aware."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def record(
     session: Session,
     results: Sequence[Recorded],
@@ -209,8 +217,13 @@ def record(
     owner: str,
     now: datetime,
     max_attempts: int,
+    max_age: timedelta = timedelta(hours=24),
 ) -> None:
-    """Write outcomes back. A sent row is sent whatever happened to its lease meanwhile."""
+    """Write outcomes back. A sent row is sent whatever happened to its lease meanwhile.
+
+    A temporary failure is queued again with backoff until ``max_attempts`` tries or ``max_age``
+    since it was queued, then it fails with the last reply kept.
+    """
     for result in results:
         values: dict[str, object]
         guard = Delivery.id == result.delivery_id
@@ -224,12 +237,16 @@ def record(
             }
         else:
             guard = and_(guard, Delivery.lease_owner == owner)
-            if result.outcome == "retry" and result.attempts < max_attempts:
+            too_old = result.queued_at is not None and now - result.queued_at >= max_age
+            if result.outcome == "retry" and result.attempts < max_attempts and not too_old:
                 values = {
                     "status": DeliveryStatus.QUEUED,
                     "not_before": now + backoff(result.attempts),
                     "last_error": result.detail[:2000],
                 }
+            elif result.outcome == "retry":
+                reason = f"gave up after {result.attempts} attempts: {result.detail}"
+                values = {"status": DeliveryStatus.FAILED, "last_error": reason[:2000]}
             else:
                 values = {"status": DeliveryStatus.FAILED, "last_error": result.detail[:2000]}
         values.update(lease_owner=None, lease_until=None)

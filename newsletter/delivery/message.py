@@ -39,7 +39,11 @@ class Slot:
 
 
 class PreparedMessage:
-    """A message with slots. ``personalise(values)`` returns the wire bytes (CRLF line ends)."""
+    """A message with slots. ``personalise(values)`` returns the wire bytes.
+
+    The bytes have CRLF line ends, end with CRLF, and no line starts with a dot, so they can be
+    sent as SMTP DATA without any further processing.
+    """
 
     __slots__ = ("_pieces",)
 
@@ -81,7 +85,16 @@ def _encode_value(value: str, encoding: str) -> bytes:
 
 
 def _qp(text: str) -> str:
-    return body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=76, eol=CRLF)
+    """Quoted-printable text that starts a line, with no line starting with a dot.
+
+    A dot at the start of a line is written ``=2E``, so the message never needs SMTP dot-stuffing:
+    the prebuilt bytes go to the relay as they are. Lines are wrapped at 74 so that the escape keeps
+    them within quoted-printable's 76.
+    """
+    encoded = body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=74, eol=CRLF)
+    if encoded.startswith("."):
+        encoded = "=2E" + encoded[1:]
+    return encoded.replace("\r\n.", "\r\n=2E")
 
 
 def _encoded_body(text: str, *, html_part: bool) -> list[bytes | Slot]:

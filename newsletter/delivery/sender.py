@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
@@ -95,6 +96,7 @@ class Sender:
         flush_size: int = 20,
         lease: timedelta = timedelta(minutes=5),
         max_attempts: int = 8,
+        max_age: timedelta = timedelta(hours=24),
         owner: str | None = None,
         clock: Clock = utcnow,
         on_result: Callable[[ledger.Recorded], None] | None = None,
@@ -106,10 +108,12 @@ class Sender:
         self.flush_size = flush_size
         self.lease = lease
         self.max_attempts = max_attempts
+        self.max_age = max_age
         self.owner = owner or worker_name()
         self.clock = clock
         self.on_result = on_result
         self._prepared: dict[str, PreparedMessage] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def _message(self, issue: Issue, fmt: MailFormat) -> tuple[str, PreparedMessage]:
         key = f"{DEFAULT_VARIANT}/{fmt.value}"
@@ -154,32 +158,56 @@ class Sender:
         self._finish(issue, report)
         return report
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _send_one(self, issue: Issue, item: ledger.Claimed, date_header: str) -> ledger.Recorded:
+        key, prepared = self._message(issue, item.format)
+        mid = message_id(self.identity, issue, item.subscriber_id)
+        recipient = wire_address(item.email)
+        body = prepared.personalise(
+            self._values(item.subscriber_id, item.email, recipient, mid, date_header)
+        )
+        result = self.transport.send(
+            Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
+            body,
+        )
+        return _recorded(item, result, message_id=mid, variant_key=key)
+
     def _send_batch(
         self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport
     ) -> None:
+        """Send a claimed batch (in parallel on a pooled transport); record in small flushes.
+
+        Whatever happens, every message the transport answered is recorded, and every claimed row
+        that was not attempted is released for another worker.
+        """
         pending: list[ledger.Recorded] = []
         attempted: set[int] = set()
         date_header = format_datetime(self.clock())
+        for fmt in {item.format for item in batch}:
+            self._message(issue, fmt)  # prebuild the variants here, not in the sending threads
+        failure: BaseException | None = None
         try:
-            for item in batch:
-                key, prepared = self._message(issue, item.format)
-                mid = message_id(self.identity, issue, item.subscriber_id)
-                recipient = wire_address(item.email)
-                body = prepared.personalise(
-                    self._values(item.subscriber_id, item.email, recipient, mid, date_header)
+            if self.transport.concurrency > 1:
+                results = self._parallel(issue, batch, date_header)
+            else:
+                results = (
+                    (item, _call(self._send_one, issue, item, date_header)) for item in batch
                 )
-                result = self.transport.send(
-                    Envelope(
-                        sender=self.identity.envelope_sender, recipient=recipient, message_id=mid
-                    ),
-                    body,
-                )
+            for item, outcome in results:
+                if isinstance(outcome, BaseException):
+                    failure = failure or outcome
+                    if self.transport.concurrency == 1:
+                        break  # stop at once; the rest is released below
+                    continue  # parallel sends already under way are still recorded
                 attempted.add(item.delivery_id)
-                recorded = _recorded(item, result, message_id=mid, variant_key=key)
-                pending.append(recorded)
-                _count(report, recorded)
+                pending.append(outcome)
+                _count(report, outcome)
                 if self.on_result is not None:
-                    self.on_result(recorded)
+                    self.on_result(outcome)
                 if len(pending) >= self.flush_size:
                     self._flush(pending)
         finally:
@@ -188,6 +216,29 @@ class Sender:
             if unattempted:
                 with self.database.transaction() as session:
                     ledger.release(session, unattempted, owner=self.owner)
+        if failure is not None:
+            raise failure
+
+    def _parallel(
+        self, issue: Issue, batch: list[ledger.Claimed], date_header: str
+    ) -> Iterator[tuple[ledger.Claimed, ledger.Recorded | BaseException]]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.transport.concurrency, thread_name_prefix="send"
+            )
+        futures = [
+            (item, self._pool.submit(self._send_one, issue, item, date_header)) for item in batch
+        ]
+        try:
+            for item, future in futures:
+                try:
+                    yield item, future.result()
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+                    yield item, exc
+        finally:
+            for _, future in futures:
+                future.cancel()
+            wait([future for _, future in futures])
 
     def _values(
         self, subscriber_id: int, email: str, recipient: str, mid: str, date_header: str
@@ -211,7 +262,12 @@ class Sender:
             return
         with self.database.transaction() as session:
             ledger.record(
-                session, pending, owner=self.owner, now=self.clock(), max_attempts=self.max_attempts
+                session,
+                pending,
+                owner=self.owner,
+                now=self.clock(),
+                max_attempts=self.max_attempts,
+                max_age=self.max_age,
             )
         pending.clear()
 
@@ -227,6 +283,15 @@ class Sender:
                 report.finished = True
 
 
+def _call(
+    function: Callable[..., ledger.Recorded], *args: object
+) -> ledger.Recorded | BaseException:
+    try:
+        return function(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+        return exc
+
+
 def _recorded(
     item: ledger.Claimed, result: SendResult, *, message_id: str, variant_key: str
 ) -> ledger.Recorded:
@@ -239,6 +304,7 @@ def _recorded(
         variant_key=variant_key,
         detail=result.detail,
         suppress_recipient=result.recipient_rejected,
+        queued_at=item.queued_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""Transports: where a personalised message goes. SMTP and a Maildir folder, behind one Protocol.
+"""Transports: where a personalised message goes. A Maildir folder here, SMTP in ``smtp.py``.
 
 A transport says what became of each message (sent, retry later, failed for good). It raises
 :class:`TransportError` only when it cannot work at all (no relay, bad credentials, no folder), so
@@ -10,13 +10,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-import smtplib
 import socket
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from newsletter.errors import TransportError
 
@@ -47,7 +45,12 @@ SENT = SendResult(Outcome.SENT, 250, "accepted")
 
 
 class Transport(Protocol):
-    """Delivers prebuilt message bytes. Implementations reuse their connection between calls."""
+    """Delivers prebuilt message bytes. Implementations reuse their connection between calls.
+
+    ``concurrency`` says how many threads may call ``send`` at once (an SMTP pool's size).
+    """
+
+    concurrency: int
 
     def send(self, envelope: Envelope, message: bytes) -> SendResult: ...
 
@@ -60,6 +63,8 @@ class FolderTransport:
     The file name is derived from the Message-ID, so a message sent again after a crash replaces its
     earlier copy instead of adding a second one.
     """
+
+    concurrency = 1
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -100,139 +105,3 @@ class FolderTransport:
 
     def close(self) -> None:
         return None
-
-
-TlsMode = Literal["none", "starttls", "ssl"]
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str
-    port: int
-    tls: TlsMode = "none"
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 30.0
-    local_hostname: str | None = None
-
-
-class SmtpTransport:
-    """Sends over one SMTP connection, opened on first use and reused; reopened after it drops."""
-
-    def __init__(self, config: SmtpConfig) -> None:
-        self.config = config
-        self._smtp: smtplib.SMTP | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.config.host}:{self.config.port}"
-
-    def _connect(self) -> smtplib.SMTP:
-        config = self.config
-        try:
-            smtp: smtplib.SMTP
-            if config.tls == "ssl":
-                smtp = smtplib.SMTP_SSL(
-                    config.host,
-                    config.port,
-                    timeout=config.timeout,
-                    local_hostname=config.local_hostname,
-                    context=ssl.create_default_context(),
-                )
-            else:
-                smtp = smtplib.SMTP(
-                    config.host,
-                    config.port,
-                    timeout=config.timeout,
-                    local_hostname=config.local_hostname,
-                )
-            smtp.ehlo()
-            if config.tls == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if config.username:
-                smtp.login(config.username, config.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise TransportError(
-                f"the SMTP relay {self.where} refused the login of {config.username!r}: "
-                f"{exc.smtp_code} {_text(exc.smtp_error)}",
-                hint="check NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD",
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise TransportError(
-                f"the SMTP relay {self.where} does not support what NEWSLETTER_SMTP_TLS or the login "
-                f"needs: {exc}",
-                hint="check NEWSLETTER_SMTP_TLS (none, starttls or ssl)",
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransportError(
-                f"cannot connect to the SMTP relay {self.where}: {exc}",
-                hint="check NEWSLETTER_SMTP_HOST, NEWSLETTER_SMTP_PORT and that the relay is running",
-            ) from None
-        return smtp
-
-    def send(self, envelope: Envelope, message: bytes) -> SendResult:
-        if self._smtp is None:
-            self._smtp = self._connect()
-        try:
-            self._smtp.sendmail(envelope.sender, [envelope.recipient], message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = exc.recipients.get(envelope.recipient, (554, b"recipient refused"))
-            return _refused(code, reply, recipient=True)
-        except smtplib.SMTPSenderRefused as exc:
-            self._reset()
-            if exc.smtp_code >= 500:
-                raise TransportError(
-                    f"the SMTP relay {self.where} refuses the sender {envelope.sender}: "
-                    f"{exc.smtp_code} {_text(exc.smtp_error)}",
-                    hint="check NEWSLETTER_FROM / NEWSLETTER_RETURN_PATH and the relay's policy",
-                ) from None
-            return _refused(exc.smtp_code, exc.smtp_error, recipient=False)
-        except smtplib.SMTPDataError as exc:
-            self._reset()
-            return _refused(exc.smtp_code, exc.smtp_error, recipient=False)
-        except smtplib.SMTPResponseException as exc:
-            self._drop()
-            return _refused(exc.smtp_code, exc.smtp_error, recipient=False)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._drop()
-            return SendResult(Outcome.RETRY, None, f"connection lost: {exc}")
-        return SENT
-
-    def _reset(self) -> None:
-        if self._smtp is None:
-            return
-        try:
-            self._smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
-
-    def _drop(self) -> None:
-        if self._smtp is not None:
-            try:
-                self._smtp.close()
-            finally:
-                self._smtp = None
-
-    def close(self) -> None:
-        if self._smtp is None:
-            return
-        try:
-            self._smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
-        finally:
-            self._drop()
-
-
-def _text(reply: bytes | str) -> str:
-    if isinstance(reply, bytes):
-        return reply.decode("utf-8", "replace")
-    return reply
-
-
-def _refused(code: int, reply: bytes | str, *, recipient: bool) -> SendResult:
-    detail = f"{code} {_text(reply)}".strip()
-    if 400 <= code < 500:
-        return SendResult(Outcome.RETRY, code, detail)
-    return SendResult(Outcome.FAILED, code, detail, recipient_rejected=recipient)
