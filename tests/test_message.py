@@ -128,7 +128,7 @@ local_parts = st.text(
     max_size=40,
 )
 urls = st.text(
-    alphabet=st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~/=?&%"),
+    alphabet=st.characters(codec="ascii", categories=("L", "N"), include_characters="-_.~/=?&%."),
     min_size=1,
     max_size=300,
 ).map(lambda tail: "https://news.example/unsubscribe/" + tail)
@@ -140,7 +140,11 @@ def test_personalised_bodies_decode_to_the_filled_template(local: str, url: str)
     recipient = f"{local}@example.com"
     filled = values(recipient, url)
     prepared = prepare_message(HEADERS, html_body=HTML, text_body=TEXT)
-    message = parse(prepared.personalise(filled))
+    raw = prepared.personalise(filled)
+    assert b"\r\n." not in raw  # ready for SMTP DATA without dot-stuffing
+    assert raw.endswith(b"\r\n")
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
+    message = parse(raw)
     assert body(message, "plain") == personal.fill(TEXT, filled)
     escaped = {key: html.escape(value, quote=True) for key, value in filled.items()}
     assert body(message, "html") == personal.fill(HTML, escaped)
