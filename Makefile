@@ -49,6 +49,8 @@ golden: install
 bench: install
 	$(RUN) python benchmarks/digest.py
 	$(RUN) python benchmarks/personalise.py
+	$(RUN) python benchmarks/signing.py
+	$(RUN) python benchmarks/web.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

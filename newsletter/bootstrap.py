@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from newsletter.config import DEFAULT_SECRET_KEY, Settings
 from newsletter.db import Database
+from newsletter.delivery.dkim import DkimSigner, DkimSigningTransport
+from newsletter.delivery.pacing import Pacer, relay_route
 from newsletter.delivery.sender import Sender, SenderIdentity
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
 from newsletter.delivery.transports import FolderTransport, Transport
+from newsletter.editions import ensure_variant
 from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
@@ -18,6 +22,7 @@ from newsletter.resources import templates_dir
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
+from subscribers.base import utcnow
 from subscribers.tokens import TokenSigner
 
 
@@ -47,6 +52,16 @@ class App:
                     pool_size=settings.smtp_pool_size,
                 )
             )
+        if settings.dkim_private_key_file is not None:
+            transport = DkimSigningTransport(
+                transport,
+                DkimSigner.from_file(
+                    domain=settings.dkim_domain or settings.sender_domain,
+                    selector=settings.dkim_selector,
+                    key_file=Path(settings.dkim_private_key_file),
+                    algorithm=settings.dkim_algorithm,
+                ),
+            )
         self._closers.append(transport)
         return transport
 
@@ -67,7 +82,9 @@ class App:
             secret=settings.secret_key.get_secret_value().encode(),
         )
 
-    def sender(self, transport: Transport, **options: object) -> Sender:
+    def sender(
+        self, transport: Transport, *, clock: Callable[[], datetime] = utcnow, **options: object
+    ) -> Sender:
         settings = self.settings
         return Sender(
             database=self.database,
@@ -77,7 +94,32 @@ class App:
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             max_age=timedelta(hours=settings.retry_hours),
+            pacer=self.pacer(clock),
+            clock=clock,
+            variants=lambda issue, watchlist, sections: ensure_variant(
+                self.database,
+                self.renderer,
+                settings,
+                issue,
+                watchlist=watchlist,
+                sections=sections,
+            ),
             **options,  # type: ignore[arg-type]
+        )
+
+    def pacer(self, clock: Callable[[], datetime] = utcnow) -> Pacer:
+        settings = self.settings
+        relay = relay_route(settings.smtp_host if settings.transport == "smtp" else "folder")
+        return Pacer(
+            database=self.database,
+            relay=relay,
+            relay_per_minute=float(settings.relay_per_minute),
+            domain_per_minute={
+                domain.lower(): float(rate) for domain, rate in settings.rate_limits.items()
+            },
+            slowed_per_minute=float(settings.slowed_per_minute),
+            slowdown=timedelta(minutes=settings.slowdown_minutes),
+            clock=clock,
         )
 
     def fetcher(self) -> Fetcher:

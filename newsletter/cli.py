@@ -7,7 +7,9 @@ input or settings, 1 for everything else).
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -53,8 +55,11 @@ DEMO_SUBSCRIBERS = Path("examples/subscribers.csv")
 class Context:
     """Per-invocation state: the config file, and the app built from it on first use."""
 
-    def __init__(self, config: Path | None, console: Console, err: Console) -> None:
+    def __init__(
+        self, config: Path | None, console: Console, err: Console, verbosity: int = 0
+    ) -> None:
         self.config = config
+        self.verbosity = verbosity
         self.console = console
         self.err = err
         self._app: App | None = None
@@ -65,7 +70,10 @@ class Context:
     @property
     def app(self) -> App:
         if self._app is None:
-            self._app = bootstrap(self.settings())
+            settings = self.settings()
+            if settings.log_format != "text":
+                logs.configure(self.verbosity, settings.log_format)
+            self._app = bootstrap(settings)
         return self._app
 
     def close(self) -> None:
@@ -121,6 +129,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
         config,
         Console(highlight=False, soft_wrap=True),
         Console(stderr=True, highlight=False, soft_wrap=True),
+        verbose,
     )
     ctx.obj = context
     ctx.call_on_close(context.close)
@@ -384,37 +393,227 @@ def issue_status(context: Context, date_text: str | None) -> None:
     context.console.print(", ".join(f"{count} {status.value}" for status, count in totals.items()))
 
 
+@issue.command("stats")
+@_date_option()
+@pass_context
+def issue_stats(context: Context, date_text: str | None) -> None:
+    """An edition's numbers: deliveries, bounces, complaints, unsubscribes it caused."""
+    edition_date = _edition_date(context, date_text)
+    stats = pipeline.edition_stats(context.app, edition_date=edition_date, now=utcnow())
+    table = Table(title=f"{edition_date}: {stats.subject}", show_header=False)
+    table.add_row("edition", stats.status.value)
+    for status, count in stats.deliveries.items():
+        table.add_row(status.value, str(count))
+    table.add_row("bounced", str(stats.bounced))
+    table.add_row("complaints", str(stats.complaints))
+    table.add_row("unsubscribes attributed", str(stats.unsubscribes))
+    context.console.print(table)
+
+
+@issue.command("enqueue")
+@_date_option()
+@pass_context
+def issue_enqueue(context: Context, date_text: str | None) -> None:
+    """Queue an edition for every confirmed subscriber at their local send time; send nothing.
+
+    Workers ('newsletter worker') deliver it. Builds the edition first if there is none.
+    """
+    edition_date = _edition_date(context, date_text)
+    outcome = pipeline.enqueue(context.app, edition_date=edition_date, now=utcnow())
+    if outcome.built:
+        context.console.print(
+            f"Built the edition of {edition_date}: {outcome.built.subject}", markup=False
+        )
+    first = (
+        f"; the first is due {outcome.first_due:%Y-%m-%d %H:%M} UTC" if outcome.first_due else ""
+    )
+    context.console.print(f"Queued {outcome.enqueued} deliveries of {edition_date}{first}.")
+
+
+@issue.command("pause")
+@_date_option()
+@pass_context
+def issue_pause(context: Context, date_text: str | None) -> None:
+    """Hold an edition: workers send none of it until it is resumed."""
+    edition_date = _edition_date(context, date_text)
+    changed = pipeline.set_paused(context.app, edition_date=edition_date, paused=True, now=utcnow())
+    context.console.print(
+        f"Paused the edition of {edition_date}."
+        if changed
+        else f"The edition of {edition_date} was already paused."
+    )
+
+
+@issue.command("resume")
+@_date_option()
+@pass_context
+def issue_resume(context: Context, date_text: str | None) -> None:
+    """Lift a pause; workers carry on where they stopped."""
+    edition_date = _edition_date(context, date_text)
+    changed = pipeline.set_paused(
+        context.app, edition_date=edition_date, paused=False, now=utcnow()
+    )
+    context.console.print(
+        f"Resumed the edition of {edition_date}."
+        if changed
+        else f"The edition of {edition_date} was not paused."
+    )
+
+
+@issue.command("cancel")
+@_date_option()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def issue_cancel(context: Context, date_text: str | None, yes: bool) -> None:
+    """Cancel an edition for good: nothing more of it is sent."""
+    edition_date = _edition_date(context, date_text)
+    if not yes:
+        click.confirm(f"Cancel the edition of {edition_date} for good?", abort=True)
+    dropped = pipeline.cancel_edition(context.app, edition_date=edition_date, now=utcnow())
+    context.console.print(
+        f"Cancelled the edition of {edition_date}; {dropped} queued deliveries dropped."
+    )
+
+
+@cli.command()
+@_date_option("Serve only this edition date (default: every edition being sent).")
+@click.option("--exit-when-idle", is_flag=True, help="Return once nothing is queued or sending.")
+@click.option(
+    "--poll", type=float, default=5.0, show_default=True, help="Seconds between looks at the queue."
+)
+@pass_context
+def worker(context: Context, date_text: str | None, exit_when_idle: bool, poll: float) -> None:
+    """Deliver queued editions; run as many as you like, on any number of hosts.
+
+    Stops on SIGTERM or Ctrl-C after handing back what it claimed but did not send.
+    """
+    from newsletter.delivery.worker import run_worker
+
+    app = context.app
+    app.check_can_send()
+    edition_date = pipeline.parse_date(date_text) if date_text else None
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with Bars(context.err) as bars:
+            counter = bars.counter("Delivered", None)
+            report = run_worker(
+                app,
+                stop=stop,
+                exit_when_idle=exit_when_idle,
+                edition_date=edition_date,
+                poll_seconds=poll,
+                on_result=lambda recorded: counter(1),
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    editions = ", ".join(str(day) for day in sorted(report.editions)) or "none"
+    context.console.print(
+        f"Worker stopped: {report.sent} sent, {report.retried} to retry, {report.failed} failed, "
+        f"{report.deferred} paced for later (editions: {editions})."
+    )
+
+
+@cli.group()
+def bounces() -> None:
+    """Bounce and complaint reports."""
+
+
+@bounces.command("process")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_context
+def bounces_process(context: Context, path: Path) -> None:
+    """Read DSNs (RFC 3464) and feedback reports from a Maildir or mbox; suppress hard bounces.
+
+    Soft bounces are counted; processing the same mailbox again changes nothing.
+    """
+    from newsletter.delivery.bounces import process_mailbox
+
+    summary = process_mailbox(context.app.database, path, now=utcnow())
+    table = Table(title=f"Bounces in {path}", show_header=False)
+    table.add_row("reports", str(summary.reports))
+    table.add_row("hard bounces", str(summary.hard))
+    table.add_row("soft bounces (counted)", str(summary.soft))
+    table.add_row("complaints", str(summary.complaints))
+    table.add_row("addresses suppressed", str(summary.suppressed))
+    table.add_row("already processed", str(summary.already_seen))
+    table.add_row("unknown recipients", str(summary.unknown))
+    table.add_row("other messages", str(summary.not_reports))
+    context.console.print(table)
+    for line in summary.messages:
+        context.err.print(line, markup=False)
+
+
 # sending
 
 
 @cli.command()
 @_date_option()
-@click.option("--dry-run", is_flag=True, help="Count the recipients; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Count the recipients and variants; send nothing.")
 @click.option(
-    "--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL; the ledger is untouched."
+    "--to",
+    "to",
+    metavar="EMAIL",
+    multiple=True,
+    help="Send one test copy to EMAIL (repeat for several); the ledger is untouched.",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Finish an interrupted send now (lifts a pause; queues no one new).",
+)
+@click.option(
+    "--follow-up",
+    is_flag=True,
+    help="Send a sent edition to the subscribers who confirmed after it went out.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @pass_context
-def send(context: Context, date_text: str | None, dry_run: bool, to: str | None) -> None:
-    """Send an edition now to every confirmed subscriber (building it first if needed)."""
+def send(
+    context: Context,
+    date_text: str | None,
+    dry_run: bool,
+    to: tuple[str, ...],
+    resume: bool,
+    follow_up: bool,
+    yes: bool,
+) -> None:
+    """Send an edition now to every confirmed subscriber (building it first if needed).
+
+    On a terminal it asks first, unless --yes; from scripts and timers it goes ahead.
+    """
     app = context.app
     edition_date = _edition_date(context, date_text)
     if to:
         if dry_run:
-            context.console.print(f"Dry run: would send a test copy of {edition_date} to {to}.")
+            context.console.print(
+                f"Dry run: would send a test copy of {edition_date} to {', '.join(to)}."
+            )
             return
-        result = pipeline.send_test_copy(app, edition_date=edition_date, to=to)
-        if result.outcome.value != "sent":
-            raise NewsletterError(f"the test copy to {to} was not accepted: {result.detail}")
-        context.console.print(f"Sent a test copy of {edition_date} to {to}.")
+        for address in to:
+            result = pipeline.send_test_copy(app, edition_date=edition_date, to=address)
+            if result.outcome.value != "sent":
+                raise NewsletterError(
+                    f"the test copy to {address} was not accepted: {result.detail}"
+                )
+            context.console.print(f"Sent a test copy of {edition_date} to {address}.")
         return
+    plan = pipeline.plan_send(app, edition_date=edition_date)
     if dry_run:
-        plan = pipeline.plan_send(app, edition_date=edition_date)
         state = plan.issue_status.value if plan.issue_status else "not built yet"
         context.console.print(
             f"Dry run for {edition_date} (edition: {state}): {plan.confirmed} confirmed subscribers, "
-            f"{plan.to_enqueue} would be sent, {plan.in_ledger} already in the ledger. Nothing sent."
+            f"{plan.to_enqueue} would be sent, {plan.in_ledger} already in the ledger, "
+            f"{plan.variants} content variants. Nothing sent."
         )
         return
+    if not yes and not resume and sys.stdin.isatty():
+        click.confirm(
+            f"Send the edition of {edition_date} to {plan.to_enqueue} subscribers now?", abort=True
+        )
     with Bars(context.err) as bars:
         outcome = pipeline.send(
             app,
@@ -422,6 +621,8 @@ def send(context: Context, date_text: str | None, dry_run: bool, to: str | None)
             now=utcnow(),
             on_start=bars.send_started,
             on_result=bars.send_result,
+            resume_only=resume,
+            follow_up=follow_up,
         )
     _print_send(context, outcome)
     if outcome.report and outcome.report.failed and not outcome.report.sent:
@@ -501,6 +702,64 @@ class Bars:
         self.progress.update(state["task"], advance=1, detail=detail)
 
 
+@cli.command("scheduler")
+@pass_context
+def scheduler_command(context: Context) -> None:
+    """Run the daily plan: fetch, build, queue at each subscriber's send time (workers deliver).
+
+    Safe to run on several hosts at once: one edition per date, one delivery per subscriber.
+    """
+    from newsletter.runner import run_scheduler, stop_on_signals
+
+    app = context.app
+    stop = threading.Event()
+    context.err.print(
+        f"Scheduler running in {app.settings.timezone}, editions at {app.settings.send_time}; "
+        "Ctrl+C stops.",
+        markup=False,
+    )
+    with stop_on_signals(stop):
+        run_scheduler(app, stop=stop)
+
+
+@cli.command("run")
+@click.option("--host", help="Web app address (default: NEWSLETTER_WEB_HOST).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Web app port (default: NEWSLETTER_WEB_PORT)."
+)
+@click.option("--no-web", is_flag=True, help="Scheduler and worker only.")
+@pass_context
+def run_command(context: Context, host: str | None, port: int | None, no_web: bool) -> None:
+    """Everything in one process: the web app, the daily scheduler and a delivery worker.
+
+    The embedded default for small lists; see docs/deployment.md for larger installs.
+    """
+    from newsletter.runner import run_all, stop_on_signals
+
+    app = context.app
+    app.check_can_send()
+    settings = app.settings
+    stop = threading.Event()
+    context.err.print(
+        f"{settings.newsletter_name}: editions at {settings.send_time} {settings.timezone}"
+        + (
+            ""
+            if no_web
+            else f", web on http://{host or settings.web_host}:{port or settings.web_port}"
+        )
+        + "; Ctrl+C stops.",
+        markup=False,
+    )
+    with stop_on_signals(stop):
+        run_all(
+            app,
+            host=host or settings.web_host,
+            port=port or settings.web_port,
+            stop=stop,
+            web=not no_web,
+        )
+
+
 # the quick start
 
 
@@ -554,3 +813,12 @@ def demo(context: Context, subscribers_csv: Path) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="newsletter")
+
+
+def _register_web() -> None:
+    from newsletter.web.command import web
+
+    cli.add_command(web)
+
+
+_register_web()

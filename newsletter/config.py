@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         default="Daily Crypto Insights <digest@example.com>",
         description="From header of every mail: 'Name <address>' (NEWSLETTER_FROM, 'from' in TOML).",
     )
+    dkim_private_key_file: Path | None = Field(
+        default=None, description="Private key that DKIM-signs every message; unset: no signing."
+    )
+    dkim_selector: str = Field(default="newsletter", description="DKIM selector (its DNS name).")
+    dkim_domain: str | None = Field(
+        default=None, description="DKIM signing domain; defaults to the From address's domain."
+    )
+    dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = Field(
+        default="rsa-sha256", description="DKIM signature algorithm of the key."
+    )
     return_path: str | None = Field(
         default=None,
         description="Envelope sender (bounce address); defaults to the From address.",
@@ -218,6 +228,33 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(
         default=None,
         description="Folder searched for templates before the built-in ones (to customise them).",
+    )
+
+    # schedule
+    build_lead_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=720,
+        description="Minutes before the earliest send that the edition is built.",
+    )
+    fetch_interval_minutes: int = Field(
+        default=60,
+        ge=5,
+        le=1440,
+        description="Minutes between fetches of the sources through the day.",
+    )
+    misfire_grace_minutes: int = Field(
+        default=180,
+        ge=1,
+        description="How late an edition may still go out after downtime; later, it is not sent.",
+    )
+    deadline_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="Minutes after the earliest send when a not-yet-sent edition logs a warning.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as plain text or as JSON objects (one per line)."
     )
 
     # secrets and modes
@@ -304,6 +341,21 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(
         default=8, ge=1, description="Tries before a temporarily failing delivery is failed."
+    )
+    relay_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Most messages per minute to the SMTP relay, all workers together (0: no limit).",
+    )
+    rate_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="Most messages per minute per recipient domain, all workers together: [rate_limits] table.",
+    )
+    slowdown_minutes: int = Field(
+        default=10, ge=1, description="How long a route stays slowed after it answered 421 or 451."
+    )
+    slowed_per_minute: int = Field(
+        default=60, ge=1, description="Rate of a slowed route that has no configured limit."
     )
     retry_hours: int = Field(
         default=24,

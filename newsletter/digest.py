@@ -30,6 +30,9 @@ from newsletter.models import (
     SentimentReading,
 )
 
+#: The sections of an edition, in order; subscribers choose among them.
+SECTIONS = ("market", "movers", "stories")
+
 
 @dataclass(frozen=True, slots=True)
 class Story:
@@ -150,6 +153,8 @@ class Digest:
     stories: tuple[Story, ...]
     market: Market | None
     sponsor: Sponsor | None = None
+    #: The sections shown (a subscriber may choose fewer).
+    sections: frozenset[str] = frozenset(SECTIONS)
 
     def subject(self, newsletter_name: str) -> str:
         """``BTC $63,957 (+0.6%) · 8 stories · Tue 24 Nov``."""
@@ -271,6 +276,21 @@ def latest_market(
     fetched_at = session.scalar(select(func.max(MarketSnapshot.fetched_at)))
     if fetched_at is None:
         return None
+    return market_at(
+        session, fetched_at, coins=coins, now=now, max_age=max_age, top_coins=top_coins
+    )
+
+
+def market_at(
+    session: Session,
+    fetched_at: datetime,
+    *,
+    coins: Sequence[str],
+    now: datetime,
+    max_age: timedelta,
+    top_coins: int = 100,
+) -> Market | None:
+    """The market picture of one fetch (what an edition showed), for the coins given."""
     rows: dict[str, MarketSnapshot] = {}
     for row in session.scalars(
         select(MarketSnapshot)

@@ -6,26 +6,41 @@ that is sending or sent is what subscribers received, and is never changed.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.digest import (
+    SECTIONS,
     Digest,
+    Sponsor,
     latest_market,
+    market_at,
     select_articles,
     stories_from,
     window_start,
 )
 from newsletter.errors import IssueStateError
-from newsletter.models import REBUILDABLE, Article, Issue, IssueArticle, IssueStatus, IssueVariant
+from newsletter.models import (
+    REBUILDABLE,
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueArticle,
+    IssueStatus,
+    IssueVariant,
+)
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
+from subscribers.base import insert_ignoring_conflicts
 
 DEFAULT_VARIANT = "default"
 
@@ -83,6 +98,17 @@ def compose_digest(
     ), articles
 
 
+def _sponsor(settings: Settings, edition_date: date) -> Sponsor | None:
+    return next(
+        (
+            Sponsor(text=slot.text, url=slot.url, label=slot.label)
+            for slot in settings.sponsors
+            if slot.date == edition_date
+        ),
+        None,
+    )
+
+
 def build_issue(
     database: Database,
     renderer: Renderer,
@@ -122,6 +148,7 @@ def build_issue(
                 IssueVariant(
                     issue_id=issue.id,
                     key=DEFAULT_VARIANT,
+                    subject=rendered.subject,
                     html=rendered.html,
                     text=rendered.text,
                     created_at=now,
@@ -197,3 +224,123 @@ def finish_sending(issue: Issue, *, now: datetime) -> None:
         )
     issue.status = IssueStatus.SENT
     issue.sent_at = now
+
+
+def pause(issue: Issue, *, now: datetime) -> bool:
+    """Hold an edition: workers send none of it until it is resumed. False if already paused."""
+    if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
+        raise IssueStateError(
+            f"the edition of {issue.edition_date} is {issue.status.value}; there is nothing to pause"
+        )
+    if issue.paused_at is not None:
+        return False
+    issue.paused_at = now
+    return True
+
+
+def resume(issue: Issue) -> bool:
+    """Lift a pause. False if the edition was not paused."""
+    if issue.paused_at is None:
+        return False
+    issue.paused_at = None
+    return True
+
+
+def cancel(session: Session, issue: Issue, *, now: datetime) -> int:
+    """Stop an edition for good: what is still queued is failed with the reason; return how many."""
+    if issue.status is IssueStatus.SENT:
+        raise IssueStateError(
+            f"the edition of {issue.edition_date} was already sent; it cannot be cancelled"
+        )
+    if issue.status is IssueStatus.CANCELLED:
+        return 0
+    issue.status = IssueStatus.CANCELLED
+    issue.cancelled_at = now
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue.id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.FAILED, last_error="edition cancelled by an operator")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def variant_key(watchlist: Sequence[str] | None, sections: Sequence[str] | None) -> str:
+    """The cache key of a content variant; ``default`` for the edition as built."""
+    parts = []
+    if watchlist:
+        parts.append("w=" + ",".join(watchlist))
+    if sections is not None and frozenset(sections) != frozenset(SECTIONS):
+        parts.append("s=" + ",".join(section for section in SECTIONS if section in sections))
+    if not parts:
+        return DEFAULT_VARIANT
+    key = ";".join(parts)
+    if len(key) > 150:
+        key = "h=" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return key
+
+
+def compose_variant(
+    session: Session,
+    settings: Settings,
+    issue: Issue,
+    *,
+    watchlist: Sequence[str] | None,
+    sections: Sequence[str] | None,
+) -> Digest:
+    """The edition as built, for a subscriber's coins and sections: same stories, same prices."""
+    stories = stories_from([link.article for link in issue.articles])
+    market = None
+    if issue.market_fetched_at is not None:
+        market = market_at(
+            session,
+            issue.market_fetched_at,
+            coins=list(watchlist) if watchlist else settings.market.coins,
+            now=issue.built_at,
+            max_age=timedelta(minutes=settings.market_max_age_minutes),
+            top_coins=settings.market.top_coins,
+        )
+    return Digest(
+        edition_date=issue.edition_date,
+        stories=stories,
+        market=market,
+        sponsor=_sponsor(settings, issue.edition_date),
+        sections=frozenset(sections) if sections is not None else frozenset(SECTIONS),
+    )
+
+
+def ensure_variant(
+    database: Database,
+    renderer: Renderer,
+    settings: Settings,
+    issue: Issue,
+    *,
+    watchlist: Sequence[str] | None,
+    sections: Sequence[str] | None,
+) -> IssueVariant:
+    """The stored variant for these preferences, rendered and stored on first use (once per key)."""
+    key = variant_key(watchlist, sections)
+    with database.transaction() as session:
+        found = session.scalar(
+            select(IssueVariant).where(IssueVariant.issue_id == issue.id, IssueVariant.key == key)
+        )
+        if found is not None:
+            return found
+        current = session.get_one(Issue, issue.id)
+        digest = compose_variant(session, settings, current, watchlist=watchlist, sections=sections)
+        rendered = renderer.render_edition(digest, context=edition_context(settings))
+        session.execute(
+            insert_ignoring_conflicts(
+                session, IssueVariant, index_elements=["issue_id", "key"]
+            ).values(
+                issue_id=issue.id,
+                key=key,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                created_at=current.built_at,
+            )
+        )
+        return session.scalars(
+            select(IssueVariant).where(IssueVariant.issue_id == issue.id, IssueVariant.key == key)
+        ).one()

@@ -182,6 +182,7 @@ def _finish(database: Database, job: _Job, future: Future[Any], *, now: datetime
             items, new = job.store(session, result, now)
             validators = result.validators if isinstance(result, Fetched) else None
             _remember(session, job.key, now=now, validators=validators, error=None)
+        log.info("%s: %d items, %d new", job.name, items, new)
         return SourceOutcome(job.name, job.kind, items=items, new=new)
     except NewsletterError as exc:
         log.warning("%s skipped: %s", job.name, exc.message)

@@ -104,6 +104,9 @@ class Issue(Base):
     built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sending_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set while an operator holds the edition: workers send none of it until it is resumed.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     variants: Mapped[list[IssueVariant]] = relationship(
         back_populates="issue", cascade="all, delete-orphan", order_by="IssueVariant.id"
@@ -143,6 +146,8 @@ class IssueVariant(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(200))
+    #: The variant's own subject (a watchlist leads with its first coin); None: the edition's.
+    subject: Mapped[str | None] = mapped_column(String(300))
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -235,3 +240,44 @@ class SentimentReading(Base):
     label: Mapped[str] = mapped_column(String(40))
     measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RouteRate(Base):
+    """A sending route's token bucket (a relay, or a recipient domain), shared by every worker.
+
+    ``tokens`` refill at ``per_minute``; while ``slowed_until`` is in the future (after a 421 or
+    451 from that route) they refill at half that rate.
+    """
+
+    __tablename__ = "route_rates"
+
+    route: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    slowed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    slow_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+
+
+class Bounce(Base):
+    """A bounce or complaint report about one recipient: the audit trail behind suppression."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (UniqueConstraint("report_id", "recipient"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: Message-ID of the report (a DSN or a feedback report), so a report counts once.
+    report_id: Mapped[str] = mapped_column(String(300))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[BounceKind] = mapped_column(status_enum(BounceKind, "bounce_kind"))
+    status: Mapped[str | None] = mapped_column(String(20))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    source: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

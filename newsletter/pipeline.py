@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from newsletter import personal
 from newsletter.bootstrap import App
@@ -21,17 +21,20 @@ from newsletter.delivery.transports import SendResult
 from newsletter.editions import (
     BuildResult,
     build_issue,
+    cancel,
     get_issue,
+    pause,
     require_issue,
+    resume,
     start_sending,
     variant,
 )
 from newsletter.errors import IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
-from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus
 from subscribers.addresses import normalise
 from subscribers.base import utcnow
-from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.model import Subscriber
 
 
 def today(app: App, now: datetime) -> date:
@@ -85,6 +88,7 @@ class SendPlan:
     confirmed: int
     to_enqueue: int
     in_ledger: int
+    variants: int
 
 
 def plan_send(app: App, *, edition_date: date) -> SendPlan:
@@ -92,7 +96,7 @@ def plan_send(app: App, *, edition_date: date) -> SendPlan:
         issue = get_issue(session, edition_date)
         confirmed = (
             session.scalar(
-                select(func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+                select(func.count()).select_from(Subscriber).where(ledger.receives_editions())
             )
             or 0
         )
@@ -110,17 +114,31 @@ def plan_send(app: App, *, edition_date: date) -> SendPlan:
                     select(func.count())
                     .select_from(Delivery)
                     .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                    .where(
-                        Delivery.issue_id == issue.id,
-                        Subscriber.status == SubscriberStatus.CONFIRMED,
-                    )
+                    .where(Delivery.issue_id == issue.id, ledger.receives_editions())
                 )
                 or 0
             )
             to_enqueue = confirmed - already
             if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
                 to_enqueue = 0
+        variants = (
+            session.scalar(
+                select(func.count()).select_from(
+                    # JSON has no equality on PostgreSQL: compare the lists as text.
+                    select(
+                        cast(Subscriber.watchlist, Text),
+                        cast(Subscriber.sections, Text),
+                        Subscriber.format,
+                    )
+                    .where(ledger.receives_editions())
+                    .distinct()
+                    .subquery()
+                )
+            )
+            or 0
+        )
         return SendPlan(
+            variants=variants,
             edition_date=edition_date,
             issue_status=issue.status if issue else None,
             confirmed=confirmed,
@@ -148,6 +166,8 @@ def send(
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[ledger.Recorded], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    resume_only: bool = False,
+    follow_up: bool = False,
 ) -> SendOutcome:
     """Send an edition now: build it if there is none, enqueue every confirmed subscriber, deliver.
 
@@ -157,16 +177,36 @@ def send(
     built = None
     with app.database.transaction(readonly=True) as session:
         issue = get_issue(session, edition_date)
+    if resume_only and (issue is None or issue.status is not IssueStatus.SENDING):
+        state = issue.status.value if issue else "not built"
+        raise IssueStateError(
+            f"the edition of {edition_date} is {state}; there is no interrupted send to resume",
+            hint="start a send with 'newsletter send'",
+        )
     if issue is None:
         built = build(app, edition_date=edition_date, now=now)
-    elif issue.status is IssueStatus.SENT:
+    elif issue.status is IssueStatus.SENT and not follow_up:
         return SendOutcome(edition_date, True, None, 0, 0, None, sent_at=issue.sent_at)
     elif issue.status is IssueStatus.CANCELLED:
         raise IssueStateError(f"the edition of {edition_date} was cancelled; it will not be sent")
     with app.database.transaction() as session:
         current = require_issue(session, edition_date)
-        start_sending(current, now=now)
-        enqueued = ledger.enqueue_issue(session, current.id, now=now, not_before=now)
+        enqueued = 0
+        if resume_only:
+            resume(current)
+            # Due now: an operator resuming an interrupted send wants it finished.
+            ledger.reap_expired(session, current.id, now=now)
+            ledger.bring_forward(session, current.id, now=now)
+        else:
+            if current.paused_at is not None:
+                raise IssueStateError(
+                    f"the edition of {edition_date} is paused",
+                    hint="resume it with 'newsletter issue resume' or 'newsletter send --resume'",
+                )
+            if follow_up and current.status is IssueStatus.SENT:
+                current.status = IssueStatus.SENDING  # reopened for the newly confirmed
+            start_sending(current, now=now)
+            enqueued = ledger.enqueue_issue(session, current.id, now=now, not_before=now)
         due = (
             session.scalar(
                 select(func.count())
@@ -215,3 +255,112 @@ def send_test_copy(app: App, *, edition_date: date, to: str) -> SendResult:
         )
     finally:
         transport.close()
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOutcome:
+    edition_date: date
+    built: BuildResult | None
+    enqueued: int
+    first_due: datetime | None
+
+
+def enqueue(app: App, *, edition_date: date, now: datetime) -> EnqueueOutcome:
+    """Queue an edition for every confirmed subscriber at their local send time; deliver nothing.
+
+    Builds the edition first if there is none. Workers (``newsletter worker``) do the sending.
+    """
+    built = None
+    with app.database.transaction(readonly=True) as session:
+        issue = get_issue(session, edition_date)
+    if issue is None:
+        built = build(app, edition_date=edition_date, now=now)
+    with app.database.transaction() as session:
+        current = require_issue(session, edition_date)
+        if current.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
+            raise IssueStateError(
+                f"the edition of {edition_date} is {current.status.value}; nothing was queued",
+                hint="a follow-up for subscribers who joined since is 'newsletter send --follow-up'"
+                if current.status is IssueStatus.SENT
+                else None,
+            )
+        start_sending(current, now=now)
+        settings = app.settings
+        added = ledger.enqueue_issue(
+            session,
+            current.id,
+            now=now,
+            edition_date=edition_date,
+            default_zone=settings.timezone,
+            default_clock=settings.send_clock,
+        )
+        first_due = ledger.next_due(session, current.id)
+    return EnqueueOutcome(edition_date, built, added, first_due)
+
+
+def set_paused(app: App, *, edition_date: date, paused: bool, now: datetime) -> bool:
+    """Pause or resume an edition; False when it already was in that state."""
+    with app.database.transaction() as session:
+        issue = require_issue(session, edition_date)
+        return pause(issue, now=now) if paused else resume(issue)
+
+
+def cancel_edition(app: App, *, edition_date: date, now: datetime) -> int:
+    """Cancel an edition; return how many queued deliveries were dropped."""
+    with app.database.transaction() as session:
+        return cancel(session, require_issue(session, edition_date), now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class EditionStats:
+    edition_date: date
+    status: IssueStatus
+    subject: str
+    deliveries: dict[DeliveryStatus, int]
+    bounced: int
+    complaints: int
+    unsubscribes: int
+    sent_at: datetime | None
+
+
+def edition_stats(app: App, *, edition_date: date, now: datetime) -> EditionStats:
+    """An edition's numbers: deliveries by state, bounces and complaints reported about it, and the
+    unsubscribes attributed to it (those between it going out and the next edition going out)."""
+    with app.database.transaction(readonly=True) as session:
+        issue = require_issue(session, edition_date)
+        deliveries = ledger.counts(session, issue.id)
+        kinds = dict(
+            session.execute(
+                select(Bounce.kind, func.count())
+                .join(Delivery, Delivery.id == Bounce.delivery_id)
+                .where(Delivery.issue_id == issue.id)
+                .group_by(Bounce.kind)
+            ).all()
+        )
+        start = issue.sending_at
+        unsubscribes = 0
+        if start is not None:
+            following = session.scalar(
+                select(func.min(Issue.sending_at)).where(Issue.sending_at > start)
+            )
+            unsubscribes = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Subscriber)
+                    .where(
+                        Subscriber.unsubscribed_at >= start,
+                        Subscriber.unsubscribed_at < (following or now),
+                    )
+                )
+                or 0
+            )
+        return EditionStats(
+            edition_date=edition_date,
+            status=issue.status,
+            subject=issue.subject,
+            deliveries=deliveries,
+            bounced=kinds.get(BounceKind.HARD, 0),
+            complaints=kinds.get(BounceKind.COMPLAINT, 0),
+            unsubscribes=unsubscribes,
+            sent_at=issue.sent_at,
+        )

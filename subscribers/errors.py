@@ -41,3 +41,17 @@ class ImportFileError(SubscriberError):
 
 class BadToken(SubscriberError):
     """A signed link token that is forged, for another purpose, or expired."""
+
+
+class SuppressedAddress(SubscriberError):
+    """An address that left (or asked to be erased) and may not be re-added by an operator."""
+
+
+class InvalidPreferences(SubscriberError):
+    """Preferences that cannot be saved; ``problems`` maps each form field to what is wrong."""
+
+    exit_code = 2
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {text}" for field, text in problems.items()))
+        self.problems = problems

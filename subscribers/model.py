@@ -6,7 +6,8 @@
         │                    │
         └──────suppress──────┴──▶ bounced | complained
 
-Suppression is a status, never a deletion: an import cannot bring back an address that left.
+Suppression is a status, never a deletion: an import cannot bring back an address that left. When a
+row is deleted or erased, a :class:`Suppression` keeps a hash of its address so that this still holds.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
@@ -76,6 +77,13 @@ class Subscriber(Base):
     consent_ip: Mapped[str | None] = mapped_column(String(45))
     consent_user_agent: Mapped[str | None] = mapped_column(String(500))
     consent_wording: Mapped[str | None] = mapped_column(String(40))
+    #: Where the confirmation click came from (double opt-in), beside the consent record above.
+    confirmed_ip: Mapped[str | None] = mapped_column(String(45))
+    confirmed_user_agent: Mapped[str | None] = mapped_column(String(500))
+    #: Set while pending: confirmation links carry it, and confirming clears it (single use).
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
+    #: Skip me until I unpause (a preference; the status stays confirmed).
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.id} {self.status.value}>"
@@ -85,9 +93,11 @@ class Subscriber(Base):
         return self.status in SUPPRESSED
 
     def as_dict(self) -> dict[str, Any]:
-        """Everything held about this subscriber, as JSON-ready data."""
+        """Everything held about this subscriber, as JSON-ready data (not the confirmation nonce)."""
         data: dict[str, Any] = {}
         for column in self.__table__.columns:
+            if column.key == "confirm_nonce":
+                continue
             value = getattr(self, column.key)
             if isinstance(value, datetime):
                 value = value.isoformat()
@@ -95,6 +105,31 @@ class Subscriber(Base):
                 value = value.value
             data[column.key] = value
         return data
+
+
+class Suppression(Base):
+    """An address that must never be mailed again by an import or an operator, kept as a hash only.
+
+    Written when a suppressed subscriber is deleted and on every erasure, so that suppression survives
+    the row. Only a new double opt-in by the address's owner lifts it.
+    """
+
+    __tablename__ = "suppressions"
+
+    #: SHA-256 of the address key (see :func:`subscribers.privacy.address_hash`).
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RateLimitBucket(Base):
+    """Hits of one rate-limit window (see :mod:`subscribers.ratelimit`), shared by every process."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 # The legal moves. Each function changes the row in place and raises IllegalTransition otherwise.

@@ -21,8 +21,15 @@ from sqlalchemy.orm import Session
 
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts, utcnow
-from subscribers.errors import ImportFileError, InvalidAddress, SubscriberError, UnknownSubscriber
-from subscribers.model import SUPPRESSED, Subscriber, SubscriberStatus
+from subscribers.errors import (
+    ImportFileError,
+    InvalidAddress,
+    SubscriberError,
+    SuppressedAddress,
+    UnknownSubscriber,
+)
+from subscribers.model import SUPPRESSED, Subscriber, SubscriberStatus, Suppression
+from subscribers.privacy import address_hash, suppressed_keys
 
 Transaction = Callable[[], AbstractContextManager[Session]]
 
@@ -93,13 +100,21 @@ def add_subscriber(
     """Add one address; return the subscriber and whether it was created.
 
     An address already on the list is returned unchanged, whatever its status: a suppressed address is
-    never re-activated here.
+    never re-activated here. An address deleted while suppressed, or erased, is refused
+    (:class:`SuppressedAddress`): only its owner can bring it back, by subscribing and confirming.
     """
     now = now or utcnow()
     address = normalise(email)
     existing = session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
     if existing is not None:
         return existing, False
+    suppression = session.get(Suppression, address_hash(address.key))
+    if suppression is not None:
+        raise SuppressedAddress(
+            f"{address.email} left the list ({suppression.reason} on "
+            f"{suppression.created_at:%Y-%m-%d}) and may not be added again",
+            hint="only its owner can come back, by subscribing on the web page and confirming",
+        )
     subscriber = Subscriber(
         email=address.email,
         email_key=address.key,
@@ -250,7 +265,10 @@ def import_rows(
                     )
                 ).all()
             )
-            fresh = [row for row in chunk if row.key not in existing]
+            blocked = suppressed_keys(
+                session, [row.key for row in chunk if row.key not in existing]
+            )
+            fresh = [row for row in chunk if row.key not in existing and row.key not in blocked]
             inserted = set()
             if fresh:
                 inserted = _insert_ignoring_conflicts(
@@ -277,7 +295,7 @@ def import_rows(
         for row in chunk:
             if row.key in inserted:
                 continue
-            if existing.get(row.key) in SUPPRESSED:
+            if existing.get(row.key) in SUPPRESSED or row.key in blocked:
                 report.suppressed += 1
             else:
                 report.already_present += 1

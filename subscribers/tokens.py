@@ -2,18 +2,36 @@
 
 A token names one subscriber and one purpose, and is signed with HMAC (itsdangerous) under the secret
 key, so it cannot be forged or reused for another purpose. Unsubscribe and preference tokens never
-expire (an old mail must still let its reader leave); confirmation tokens do.
+expire (an old mail must still let its reader leave); confirmation tokens do, and carry the nonce the
+subscriber holds while pending, which confirming clears: a confirmation link works once.
 """
 
 from __future__ import annotations
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from itsdangerous import (
+    BadSignature,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from subscribers.errors import BadToken
 
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CONFIRM = "confirm"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationClaim:
+    """What a valid confirmation token says: who, which pending period (nonce), and when it was made."""
+
+    subscriber_id: int
+    nonce: str | None
+    issued_at: datetime
 
 
 class TokenSigner:
@@ -35,21 +53,51 @@ class TokenSigner:
             raise BadToken("this link is not valid")
         return value
 
-    def sign_confirmation(self, subscriber_id: int) -> str:
-        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}").dumps(
-            subscriber_id
-        )
+    def _timed(self, now: datetime | None = None) -> URLSafeTimedSerializer:
+        if now is None:
+            return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}")
+        stamp = int(now.timestamp())
 
-    def verify_confirmation(self, token: str, *, max_age_seconds: int) -> int:
-        serializer = URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}")
+        class _SignedAt(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return stamp
+
+        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}", signer=_SignedAt)
+
+    def sign_confirmation(
+        self, subscriber_id: int, *, nonce: str | None = None, now: datetime | None = None
+    ) -> str:
+        """A confirmation token; with ``nonce`` it is good only while the subscriber holds that nonce."""
+        payload: int | list[int | str] = subscriber_id if nonce is None else [subscriber_id, nonce]
+        return self._timed(now).dumps(payload)
+
+    def read_confirmation(
+        self, token: str, *, max_age_seconds: int, now: datetime | None = None
+    ) -> ConfirmationClaim:
+        """Check a confirmation token's signature and age (against ``now``, default the clock)."""
         try:
-            value = serializer.loads(token, max_age=max_age_seconds)
-        except SignatureExpired:
-            raise BadToken(
-                "this confirmation link has expired", hint="subscribe again to get a new one"
-            ) from None
+            value, issued = self._timed().loads(token, return_timestamp=True)
         except BadSignature:
             raise BadToken("this confirmation link is not valid") from None
-        if not isinstance(value, int):
-            raise BadToken("this confirmation link is not valid")
-        return value
+        issued_at = issued if issued.tzinfo else issued.replace(tzinfo=UTC)
+        age = ((now or datetime.now(UTC)) - issued_at).total_seconds()
+        if age > max_age_seconds:
+            raise BadToken(
+                "this confirmation link has expired", hint="subscribe again to get a new one"
+            )
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ConfirmationClaim(value, None, issued_at)
+        if (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], int)
+            and not isinstance(value[0], bool)
+            and isinstance(value[1], str)
+        ):
+            return ConfirmationClaim(value[0], value[1], issued_at)
+        raise BadToken("this confirmation link is not valid")
+
+    def verify_confirmation(
+        self, token: str, *, max_age_seconds: int, now: datetime | None = None
+    ) -> int:
+        return self.read_confirmation(token, max_age_seconds=max_age_seconds, now=now).subscriber_id

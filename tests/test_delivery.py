@@ -85,6 +85,7 @@ def test_enqueue_at_each_subscribers_local_hour(
         berlin, _ = add_subscriber(
             session, "berlin@example.com", confirmed=True, timezone="Europe/Berlin"
         )
+        berlin.send_hour = 7
         default, _ = add_subscriber(session, "default@example.com", confirmed=True)
         ids = {"tokyo": tokyo.id, "berlin": berlin.id, "default": default.id}
     with app.database.transaction() as session:
@@ -99,7 +100,7 @@ def test_enqueue_at_each_subscribers_local_hour(
         assert added == 3
         due = dict(session.execute(select(Delivery.subscriber_id, Delivery.not_before)).all())
     assert due[ids["tokyo"]] == datetime(2026, 11, 23, 22, 0, tzinfo=UTC)
-    assert due[ids["berlin"]] == datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
+    assert due[ids["berlin"]] == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
     assert due[ids["default"]] == datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 
@@ -354,4 +355,6 @@ def test_smtp_transport_reuses_one_connection(smtp_server: SmtpServer) -> None:
     assert transport.connections == 1
     transport.close()
     assert len(smtp_server.messages) == 4
-    assert b"\r\n.a dot line\r\n" in smtp_server.messages[0].data  # dot-stuffing undone by the server
+    assert (
+        b"\r\n.a dot line\r\n" in smtp_server.messages[0].data
+    )  # dot-stuffing undone by the server

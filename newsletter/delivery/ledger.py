@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Result, and_, func, literal, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, DeliveryStatus
@@ -35,6 +35,8 @@ class Claimed:
     format: MailFormat
     attempts: int
     queued_at: datetime
+    watchlist: tuple[str, ...] | None = None
+    sections: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +45,41 @@ class Recorded:
 
     delivery_id: int
     subscriber_id: int
-    outcome: str  # "sent", "retry", "failed"
+    outcome: str  # "sent", "retry", "failed", or "deferred" (paced: not an attempt)
     attempts: int
     message_id: str | None = None
     variant_key: str | None = None
     detail: str = ""
     suppress_recipient: bool = False
     queued_at: datetime | None = None
+    code: int | None = None
+    #: For "deferred": seconds until the route has room again.
+    defer_seconds: float = 0.0
 
 
 def _cursor(result: Result[Any]) -> CursorResult[Any]:
     """DML results carry a row count; the ORM's generic Result type does not say so."""
     return cast(CursorResult[Any], result)
+
+
+def receives_editions() -> ColumnElement[bool]:
+    """Who is sent an edition: confirmed and not paused (a paused subscriber waits for unpausing)."""
+    return and_(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.paused.is_(False))
+
+
+def send_time_of(
+    edition_date: date,
+    zone: str | None,
+    hour: int | None,
+    *,
+    default_zone: str,
+    default_clock: time,
+) -> datetime:
+    """When a subscriber gets an edition: at the hour they chose, in their own time zone (or the
+    newsletter's); without a chosen hour, at the newsletter's send time in the newsletter's zone."""
+    if hour is None:
+        return local_send_time(edition_date, default_zone, default_clock)
+    return local_send_time(edition_date, zone or default_zone, time(hour, 0))
 
 
 def local_send_time(edition_date: date, zone: str, clock: time) -> datetime:
@@ -74,13 +99,15 @@ def enqueue_issue(
     default_zone: str = "UTC",
     default_clock: time = time(7, 0),
 ) -> int:
-    """Add a queued delivery for every confirmed subscriber not yet in the ledger; return how many.
+    """Add a queued delivery for every confirmed, unpaused subscriber not yet in the ledger.
+
+    Returns how many were added.
 
     With ``not_before`` every row is due then (a manual "send now"); otherwise each subscriber's local
     send hour on ``edition_date``. One ``INSERT … SELECT`` per distinct (time zone, hour): the list of
     subscribers never passes through this process.
     """
-    confirmed = Subscriber.status == SubscriberStatus.CONFIRMED
+    confirmed = receives_editions()
     if not_before is not None:
         groups: Iterable[tuple[str | None, int | None, datetime]] = [(None, None, not_before)]
     else:
@@ -93,10 +120,8 @@ def enqueue_issue(
             (
                 zone,
                 hour,
-                local_send_time(
-                    edition_date,
-                    zone or default_zone,
-                    time(hour, 0) if hour is not None else default_clock,
+                send_time_of(
+                    edition_date, zone, hour, default_zone=default_zone, default_clock=default_clock
                 ),
             )
             for zone, hour in combos
@@ -141,6 +166,43 @@ def reap_expired(session: Session, issue_id: int, *, now: datetime) -> int:
     return max(result.rowcount, 0)
 
 
+def expire(session: Session, issue_id: int, *, due_before: datetime) -> int:
+    """Fail queued rows that were due before ``due_before``: they missed their send window."""
+    result = _cursor(
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.not_before < due_before,
+            )
+            .values(
+                status=DeliveryStatus.FAILED,
+                last_error="missed its send time by more than the grace window; not sent late",
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return max(result.rowcount, 0)
+
+
+def bring_forward(session: Session, issue_id: int, *, now: datetime) -> int:
+    """Make every queued row of an edition due now (an operator resumes a send by hand)."""
+    result = _cursor(
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.not_before > now,
+            )
+            .values(not_before=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return max(result.rowcount, 0)
+
+
 def claim_batch(
     session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
 ) -> list[Claimed]:
@@ -178,9 +240,13 @@ def claim_batch(
     people = {
         row.id: row
         for row in session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.format).where(
-                Subscriber.id.in_([row.subscriber_id for row in claimed])
-            )
+            select(
+                Subscriber.id,
+                Subscriber.email,
+                Subscriber.format,
+                Subscriber.watchlist,
+                Subscriber.sections,
+            ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
         )
     }
     batch = [
@@ -191,6 +257,8 @@ def claim_batch(
             format=people[row.subscriber_id].format,
             attempts=row.attempts,
             queued_at=_aware(row.created_at),
+            watchlist=_choice(people[row.subscriber_id].watchlist),
+            sections=_choice(people[row.subscriber_id].sections),
         )
         for row in claimed
     ]
@@ -203,6 +271,13 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
     ceiling = min(RETRY_BASE * (1 << min(max(attempts - 1, 0), 16)), RETRY_CAP)
     draw = rng.random() if rng is not None else random.random()
     return ceiling * (0.5 + 0.5 * draw)
+
+
+def _choice(value: object) -> tuple[str, ...] | None:
+    """A stored preference list as a tuple; None (the default) for anything else."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
 
 
 def _aware(value: datetime) -> datetime:
@@ -234,6 +309,13 @@ def record(
                 "message_id": result.message_id,
                 "variant_key": result.variant_key,
                 "last_error": None,
+            }
+        elif result.outcome == "deferred":
+            guard = and_(guard, Delivery.lease_owner == owner)
+            values = {
+                "status": DeliveryStatus.QUEUED,
+                "not_before": now + timedelta(seconds=result.defer_seconds),
+                "attempts": Delivery.attempts - 1,
             }
         else:
             guard = and_(guard, Delivery.lease_owner == owner)

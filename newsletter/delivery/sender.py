@@ -11,8 +11,10 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
@@ -29,14 +31,17 @@ from newsletter.delivery.message import (
     PreparedMessage,
     prepare_message,
 )
+from newsletter.delivery.pacing import Pacer, domain_of
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
-from newsletter.editions import DEFAULT_VARIANT, finish_sending, variant
-from newsletter.models import DeliveryStatus, Issue, IssueStatus
+from newsletter.editions import DEFAULT_VARIANT, finish_sending, variant, variant_key
+from newsletter.models import DeliveryStatus, Issue, IssueStatus, IssueVariant
 from subscribers.base import utcnow
 from subscribers.model import MailFormat
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
 
 Clock = Callable[[], datetime]
+#: Renders (once) and returns the stored variant for a watchlist and sections.
+VariantSource = Callable[[Issue, Sequence[str] | None, Sequence[str] | None], IssueVariant]
 
 
 @dataclass(slots=True)
@@ -45,7 +50,10 @@ class DeliveryReport:
     retried: int = 0
     failed: int = 0
     suppressed: int = 0
+    deferred: int = 0
     batches: int = 0
+    #: The edition was paused or cancelled while this sender was at work.
+    held: bool = False
     finished: bool = False
     queued_later: int = 0
     next_due: datetime | None = None
@@ -65,6 +73,10 @@ class SenderIdentity:
     links: personal.Links
     signer: TokenSigner
     secret: bytes
+
+
+class Stopped(Exception):
+    """The worker was asked to stop: messages not yet handed to the transport stay queued."""
 
 
 def worker_name() -> str:
@@ -100,6 +112,9 @@ class Sender:
         owner: str | None = None,
         clock: Clock = utcnow,
         on_result: Callable[[ledger.Recorded], None] | None = None,
+        pacer: Pacer | None = None,
+        stop: threading.Event | None = None,
+        variants: VariantSource | None = None,
     ) -> None:
         self.database = database
         self.transport = transport
@@ -112,36 +127,54 @@ class Sender:
         self.owner = owner or worker_name()
         self.clock = clock
         self.on_result = on_result
+        self.pacer = pacer
+        self.stop = stop
+        self.variants = variants
         self._prepared: dict[str, PreparedMessage] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def _message(self, issue: Issue, fmt: MailFormat) -> tuple[str, PreparedMessage]:
-        key = f"{DEFAULT_VARIANT}/{fmt.value}"
+    def _message(self, issue: Issue, item: ledger.Claimed) -> tuple[str, PreparedMessage]:
+        """The prebuilt message of this subscriber's variant and format (built once, then cached)."""
+        content = variant_key(item.watchlist, item.sections)
+        key = f"{content}/{item.format.value}"
         prepared = self._prepared.get(key)
         if prepared is None:
-            with self.database.transaction(readonly=True) as session:
-                stored = variant(session, issue, DEFAULT_VARIANT)
-                headers = MessageHeaders(
-                    sender=self.identity.headers_from,
-                    subject=issue.subject,
-                    list_id=self.identity.list_id,
-                    list_name=self.identity.list_name,
-                    unsubscribe_mailto=self.identity.unsubscribe_mailto,
-                )
-                prepared = prepare_message(
-                    headers,
-                    html_body=stored.html if fmt is MailFormat.HTML else None,
-                    text_body=stored.text,
-                )
+            stored = self._variant(issue, item)
+            headers = MessageHeaders(
+                sender=self.identity.headers_from,
+                subject=stored.subject or issue.subject,
+                list_id=self.identity.list_id,
+                list_name=self.identity.list_name,
+                unsubscribe_mailto=self.identity.unsubscribe_mailto,
+            )
+            prepared = prepare_message(
+                headers,
+                html_body=stored.html if item.format is MailFormat.HTML else None,
+                text_body=stored.text,
+            )
             self._prepared[key] = prepared
         return key, prepared
+
+    def _variant(self, issue: Issue, item: ledger.Claimed) -> IssueVariant:
+        if self.variants is not None:
+            return self.variants(issue, item.watchlist, item.sections)
+        with self.database.transaction(readonly=True) as session:
+            return variant(session, issue, DEFAULT_VARIANT)
 
     def deliver(self, issue: Issue) -> DeliveryReport:
         """Deliver every due row of ``issue``; return what happened."""
         report = DeliveryReport()
-        while True:
+        while self.stop is None or not self.stop.is_set():
             now = self.clock()
             with self.database.transaction() as session:
+                current = session.get(Issue, issue.id)
+                if (
+                    current is None
+                    or current.status is not IssueStatus.SENDING
+                    or current.paused_at
+                ):
+                    report.held = True
+                    break  # paused or cancelled by an operator meanwhile
                 ledger.reap_expired(session, issue.id, now=now)
                 batch = ledger.claim_batch(
                     session,
@@ -154,7 +187,10 @@ class Sender:
             if not batch:
                 break
             report.batches += 1
-            self._send_batch(issue, batch, report)
+            try:
+                self._send_batch(issue, batch, report)
+            except Stopped:
+                break
         self._finish(issue, report)
         return report
 
@@ -164,7 +200,9 @@ class Sender:
             self._pool = None
 
     def _send_one(self, issue: Issue, item: ledger.Claimed, date_header: str) -> ledger.Recorded:
-        key, prepared = self._message(issue, item.format)
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped("the worker is stopping")
+        key, prepared = self._message(issue, item)
         mid = message_id(self.identity, issue, item.subscriber_id)
         recipient = wire_address(item.email)
         body = prepared.personalise(
@@ -187,10 +225,13 @@ class Sender:
         pending: list[ledger.Recorded] = []
         attempted: set[int] = set()
         date_header = format_datetime(self.clock())
-        for fmt in {item.format for item in batch}:
-            self._message(issue, fmt)  # prebuild the variants here, not in the sending threads
+        for item in batch:
+            self._message(issue, item)  # prebuild the variants here, not in the sending threads
         failure: BaseException | None = None
         try:
+            if self.pacer is not None:
+                batch = self._pace(batch, pending, attempted)
+                report.deferred += len(attempted)
             if self.transport.concurrency > 1:
                 results = self._parallel(issue, batch, date_header)
             else:
@@ -206,6 +247,7 @@ class Sender:
                 attempted.add(item.delivery_id)
                 pending.append(outcome)
                 _count(report, outcome)
+                self._slow_route(item, outcome)
                 if self.on_result is not None:
                     self.on_result(outcome)
                 if len(pending) >= self.flush_size:
@@ -219,26 +261,75 @@ class Sender:
         if failure is not None:
             raise failure
 
+    def _pace(
+        self,
+        batch: list[ledger.Claimed],
+        pending: list[ledger.Recorded],
+        attempted: set[int],
+    ) -> list[ledger.Claimed]:
+        """Keep the messages whose routes have room now; put the others back in the queue."""
+        assert self.pacer is not None
+        go = []
+        for item in batch:
+            wait = self.pacer.delay(wire_address(item.email))
+            if wait <= 0:
+                go.append(item)
+                continue
+            attempted.add(item.delivery_id)
+            pending.append(
+                ledger.Recorded(
+                    delivery_id=item.delivery_id,
+                    subscriber_id=item.subscriber_id,
+                    outcome="deferred",
+                    attempts=item.attempts,
+                    defer_seconds=wait,
+                )
+            )
+        return go
+
+    def _slow_route(self, item: ledger.Claimed, recorded: ledger.Recorded) -> None:
+        if self.pacer is None or recorded.code not in (421, 451):
+            return
+        if recorded.code == 451 and recorded.detail.startswith("RCPT"):
+            route = domain_of(wire_address(item.email))
+        else:
+            route = self.pacer.relay
+        self.pacer.slow_down(route, reason=recorded.detail)
+
     def _parallel(
         self, issue: Issue, batch: list[ledger.Claimed], date_header: str
     ) -> Iterator[tuple[ledger.Claimed, ledger.Recorded | BaseException]]:
+        """Send on the pool, results in order, never more than two messages per connection ahead
+        of what was recorded: a crash re-sends at most a flush plus that window."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.transport.concurrency, thread_name_prefix="send"
             )
-        futures = [
-            (item, self._pool.submit(self._send_one, issue, item, date_header)) for item in batch
-        ]
+        window = 2 * self.transport.concurrency
+        pending: deque[tuple[ledger.Claimed, Future[ledger.Recorded]]] = deque()
+        items = iter(batch)
+        failed = False
         try:
-            for item, future in futures:
+            while True:
+                while not failed and len(pending) < window:
+                    item = next(items, None)
+                    if item is None:
+                        break
+                    pending.append(
+                        (item, self._pool.submit(self._send_one, issue, item, date_header))
+                    )
+                if not pending:
+                    return
+                item, future = pending.popleft()
                 try:
                     yield item, future.result()
                 except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+                    failed = True  # submit nothing more; what is in flight is still recorded
                     yield item, exc
         finally:
-            for _, future in futures:
+            for _, future in pending:
                 future.cancel()
-            wait([future for _, future in futures])
+            wait([future for _, future in pending])
 
     def _values(
         self, subscriber_id: int, email: str, recipient: str, mid: str, date_header: str
@@ -305,6 +396,7 @@ def _recorded(
         detail=result.detail,
         suppress_recipient=result.recipient_rejected,
         queued_at=item.queued_at,
+        code=result.code,
     )
 
 

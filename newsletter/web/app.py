@@ -1,0 +1,182 @@
+"""The app factory: ``create_app(app)`` wires the routers, middlewares and error handlers.
+
+Nothing here runs at import time; the factory reads only the settings of the :class:`App` it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import func, select, text
+
+from newsletter import __version__
+from newsletter.bootstrap import App
+from newsletter.config import DEFAULT_SECRET_KEY
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.models import Issue
+from newsletter.observability import delivery_gauges
+from newsletter.web import api, archive, errors, pages
+from newsletter.web.metrics import Labels, Metrics, RequestMetrics, gauge
+from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
+from newsletter.web.state import Clock, State, WebState
+from subscribers.base import utcnow
+from subscribers.model import Subscriber
+
+log = logging.getLogger(__name__)
+
+FORM_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+def check_can_serve(app: App) -> None:
+    """The web refuses the default secret key outside demo mode: every link would be forgeable."""
+    settings = app.settings
+    if settings.demo:
+        return
+    if settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+        raise ConfigError(
+            "NEWSLETTER_SECRET_KEY is the default; signed links (confirm, unsubscribe, "
+            "preferences) would be forgeable, so the web app does not start",
+            hint="set NEWSLETTER_SECRET_KEY to a long random value, e.g. from 'openssl rand -hex 32'",
+        )
+
+
+def _asset(app: App, template: str, media_type: str) -> Asset:
+    body = app.renderer.render_page(template).encode()
+    return Asset(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+
+
+def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
+    """The web app of ``app``: pages, archive, admin API, health and metrics.
+
+    ``clock`` gives the current time (tests move it to expire tokens and rate-limit windows).
+    """
+    check_can_serve(app)
+    settings = app.settings
+    metrics = Metrics()
+    state = WebState.build(
+        app, clock=clock, metrics=metrics, networks=parse_networks(settings.trusted_proxies)
+    )
+    assets = {
+        "site.css": _asset(app, "web/site.css.j2", "text/css; charset=utf-8"),
+        "timezone.js": _asset(app, "web/timezone.js.j2", "text/javascript; charset=utf-8"),
+    }
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.mailer.close()
+
+    fastapi = FastAPI(
+        title=f"{settings.newsletter_name}: web and admin API",
+        version=__version__,
+        description=(
+            "Subscribe, confirm, preferences, one-click unsubscribe and archive pages, and the "
+            "admin API under /api (bearer token: NEWSLETTER_ADMIN_TOKEN). See docs/web.md."
+        ),
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,  # no redirect is ever built from the request's Host header
+        lifespan=lifespan,
+    )
+    fastapi.state.web = state
+    errors.install(fastapi)
+    fastapi.include_router(pages.router)
+    fastapi.include_router(archive.router)
+    fastapi.include_router(api.router)
+
+    @fastapi.get("/static/{name}", include_in_schema=False)
+    def static(name: str, request: Request) -> Response:
+        asset = assets.get(name)
+        if asset is None:
+            return PlainTextResponse("not found\n", status_code=404)
+        headers = {"etag": asset.etag, "cache-control": "public, max-age=3600"}
+        if request.headers.get("if-none-match") == asset.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+    @fastapi.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Whether the database answers",
+        responses={503: {"description": "The database does not answer."}},
+    )
+    def healthz(state: State) -> JSONResponse:
+        try:
+            with state.app.database.transaction(readonly=True) as session:
+                session.execute(text("SELECT 1"))
+        except NewsletterError as exc:
+            log.error("health check: %s", exc)
+            return JSONResponse(
+                {"status": "unavailable", "database": "error"},
+                status_code=503,
+                headers={"cache-control": "no-store"},
+            )
+        return JSONResponse(
+            {"status": "ok", "database": "ok"}, headers={"cache-control": "no-store"}
+        )
+
+    @fastapi.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Metrics in the Prometheus text format",
+        response_class=PlainTextResponse,
+    )
+    def prometheus(state: State) -> PlainTextResponse:
+        return PlainTextResponse(
+            state.metrics.render(_database_gauges(state)),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+            headers={"cache-control": "no-store"},
+        )
+
+    fastapi.add_middleware(
+        BodyLimit, default=FORM_BODY_LIMIT, larger=(("/api/", api.IMPORT_MAX_BYTES + 65536),)
+    )
+    fastapi.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
+    fastapi.add_middleware(RequestMetrics, metrics=metrics)
+    return fastapi
+
+
+def _database_gauges(state: WebState) -> list[str]:
+    try:
+        with state.app.database.transaction(readonly=True) as session:
+            by_status: dict[Labels, float] = {
+                (("status", status.value),): float(count)
+                for status, count in session.execute(
+                    select(Subscriber.status, func.count()).group_by(Subscriber.status)
+                )
+            }
+            paused = session.scalar(
+                select(func.count()).select_from(Subscriber).where(Subscriber.paused.is_(True))
+            )
+            editions: dict[Labels, float] = {
+                (("status", status.value),): float(count)
+                for status, count in session.execute(
+                    select(Issue.status, func.count()).group_by(Issue.status)
+                )
+            }
+            delivery = delivery_gauges(session, now=utcnow())
+    except NewsletterError:
+        return gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 0})
+    return [
+        *gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 1}),
+        *gauge("newsletter_subscribers", "Subscribers by status.", by_status),
+        *gauge(
+            "newsletter_subscribers_paused", "Subscribers who paused.", {(): float(paused or 0)}
+        ),
+        *gauge("newsletter_editions", "Editions by status.", editions),
+        *[line for item in delivery for line in gauge(item.name, item.help, item.values)],
+    ]

@@ -1,0 +1,87 @@
+"""``newsletter web``: serve the web app with uvicorn.
+
+Register it on the command group in ``newsletter/cli.py``::
+
+    from newsletter.web.command import web
+    cli.add_command(web)
+
+It runs under that group, which puts its ``Context`` (settings, the App) in ``ctx.obj``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+from newsletter.bootstrap import bootstrap
+from newsletter.config import CONFIG_ENV_VAR, load_settings
+from newsletter.web.app import check_can_serve, create_app
+
+if TYPE_CHECKING:
+    # Only for the annotation: importing newsletter.cli here would make a cycle once cli.py
+    # registers this command. At run time the group's Context arrives as click's ctx.obj.
+    from newsletter.cli import Context
+
+
+@click.command("web")
+@click.option("--host", help="Address to listen on (default: NEWSLETTER_WEB_HOST, 127.0.0.1).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on (default: NEWSLETTER_WEB_PORT, 8000).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes; rate limits and sessions hold across them (they live in the database).",
+)
+@click.pass_obj
+def web(context: Context, host: str | None, port: int | None, workers: int) -> None:
+    """Serve the subscribe, preferences, unsubscribe and archive pages and the admin API.
+
+    Put it behind a reverse proxy that terminates TLS (see docs/web.md). It refuses to start with
+    the default NEWSLETTER_SECRET_KEY unless NEWSLETTER_DEMO is on.
+    """
+    app = context.app
+    check_can_serve(app)
+    settings = app.settings
+    host = host or settings.web_host
+    port = port or settings.web_port
+    options = {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,  # the client address comes from NEWSLETTER_TRUSTED_PROXIES
+        "server_header": False,
+        "log_config": None,  # logging is set up by the command group (-v, -vv)
+        "access_log": logging.getLogger().isEnabledFor(logging.INFO),
+    }
+    shown = f"[{host}]" if ":" in host else host
+    context.err.print(
+        f"Serving {settings.newsletter_name} on http://{shown}:{port} "
+        f"(public URL {settings.base_url}, {workers} worker{'s' if workers > 1 else ''}); "
+        "Ctrl+C stops.",
+        markup=False,
+    )
+    if workers == 1:
+        uvicorn.run(create_app(app), **options)  # type: ignore[arg-type]
+        return
+    if context.config is not None:
+        os.environ[CONFIG_ENV_VAR] = str(context.config)
+    uvicorn.run(
+        "newsletter.web.command:app_from_environment",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """The app of a worker process, built from the environment (``--workers`` > 1)."""
+    return create_app(bootstrap(load_settings()))

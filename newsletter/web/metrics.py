@@ -1,0 +1,179 @@
+"""Metrics in the Prometheus text format (version 0.0.4), without a client library.
+
+Counters and histograms live in this process (each worker process reports its own, as Prometheus
+expects from several targets); the subscriber and edition gauges are read from the database at scrape
+time, so they are the same whichever process answers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+Labels = tuple[tuple[str, str], ...]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Labels, extra: Labels = ()) -> str:
+    pairs = labels + extra
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape(value)}"' for name, value in pairs) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+@dataclass
+class Counter:
+    name: str
+    help: str
+    values: dict[Labels, float] = field(default_factory=dict)
+
+    def inc(self, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} counter"
+        for labels, value in sorted(self.values.items()):
+            yield f"{self.name}{_labels(labels)} {_number(value)}"
+
+
+@dataclass
+class Histogram:
+    name: str
+    help: str
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    series: dict[Labels, list[float]] = field(
+        default_factory=dict
+    )  # bucket counts, then sum, count
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        row = self.series.get(key)
+        if row is None:
+            row = self.series[key] = [0.0] * (len(self.buckets) + 2)
+        for index, bound in enumerate(self.buckets):
+            if value <= bound:
+                row[index] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        for labels, row in sorted(self.series.items()):
+            for index, bound in enumerate(self.buckets):
+                le = (("le", _number(bound)),)
+                yield f"{self.name}_bucket{_labels(labels, le)} {_number(row[index])}"
+            yield f"{self.name}_bucket{_labels(labels, (('le', '+Inf'),))} {_number(row[-1])}"
+            yield f"{self.name}_sum{_labels(labels)} {row[-2]!r}"
+            yield f"{self.name}_count{_labels(labels)} {_number(row[-1])}"
+
+
+def gauge(name: str, help_text: str, values: Mapping[Labels, float]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in values.items()]
+    return lines
+
+
+class Metrics:
+    """The web app's own counters. Thread-safe: handlers run in a thread pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.requests = Counter(
+            "newsletter_http_requests_total", "HTTP requests answered, by route, method and status."
+        )
+        self.latency = Histogram(
+            "newsletter_http_request_duration_seconds", "Time to answer, by route (seconds)."
+        )
+        self.signups = Counter(
+            "newsletter_signups_total", "Subscribe form submissions, by outcome."
+        )
+        self.limited = Counter(
+            "newsletter_rate_limited_total", "Requests refused by a rate limit, by scope."
+        )
+        self.mails = Counter(
+            "newsletter_subscription_mails_total", "Subscription mails, by kind and outcome."
+        )
+        self.unsubscribes = Counter(
+            "newsletter_unsubscribes_total", "Unsubscribe requests, by channel and outcome."
+        )
+
+    def count(self, counter: Counter, **labels: str) -> None:
+        with self._lock:
+            counter.inc(labels)
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests.inc({"route": route, "method": method, "status": str(status)})
+            self.latency.observe(seconds, route=route)
+
+    def render(self, extra: Iterable[str] = ()) -> str:
+        with self._lock:
+            lines: list[str] = []
+            for metric in (
+                self.requests,
+                self.latency,
+                self.signups,
+                self.limited,
+                self.mails,
+                self.unsubscribes,
+            ):
+                lines += metric.render()
+            lines += gauge(
+                "newsletter_web_start_time_seconds",
+                "When this web process started (Unix time).",
+                {(): self.started},
+            )
+        lines += extra
+        return "\n".join(lines) + "\n"
+
+
+class RequestMetrics:
+    """ASGI middleware: counts each response by its route template (never the raw path)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.request(
+                template, scope.get("method", "GET"), status, time.perf_counter() - started
+            )
