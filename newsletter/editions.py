@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.ledger import update_rows
 from newsletter.digest import (
     SECTIONS,
     Digest,
@@ -256,13 +257,13 @@ def cancel(session: Session, issue: Issue, *, now: datetime) -> int:
         return 0
     issue.status = IssueStatus.CANCELLED
     issue.cancelled_at = now
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.issue_id == issue.id, Delivery.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.FAILED, last_error="edition cancelled by an operator")
-        .execution_options(synchronize_session=False)
+    return update_rows(
+        session,
+        Delivery.issue_id == issue.id,
+        Delivery.status == DeliveryStatus.QUEUED,
+        status=DeliveryStatus.FAILED,
+        last_error="edition cancelled by an operator",
     )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def variant_key(watchlist: Sequence[str] | None, sections: Sequence[str] | None) -> str:

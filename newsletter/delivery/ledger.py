@@ -62,6 +62,19 @@ def _cursor(result: Result[Any]) -> CursorResult[Any]:
     return cast(CursorResult[Any], result)
 
 
+def update_rows(session: Session, *conditions: ColumnElement[bool], **values: Any) -> int:
+    """``UPDATE deliveries SET … WHERE …`` in one statement; return how many rows changed."""
+    result = _cursor(
+        session.execute(
+            update(Delivery)
+            .where(*conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return max(result.rowcount, 0)
+
+
 def receives_editions() -> ColumnElement[bool]:
     """Who is sent an edition: confirmed and not paused (a paused subscriber waits for unpausing)."""
     return and_(Subscriber.status == SubscriberStatus.CONFIRMED, Subscriber.paused.is_(False))
@@ -151,56 +164,38 @@ def enqueue_issue(
 
 def reap_expired(session: Session, issue_id: int, *, now: datetime) -> int:
     """Put back rows whose worker's lease ran out (the worker died or hung)."""
-    result = _cursor(
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == DeliveryStatus.SENDING,
-                Delivery.lease_until < now,
-            )
-            .values(status=DeliveryStatus.QUEUED, lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    return update_rows(
+        session,
+        Delivery.issue_id == issue_id,
+        Delivery.status == DeliveryStatus.SENDING,
+        Delivery.lease_until < now,
+        status=DeliveryStatus.QUEUED,
+        lease_owner=None,
+        lease_until=None,
     )
-    return max(result.rowcount, 0)
 
 
 def expire(session: Session, issue_id: int, *, due_before: datetime) -> int:
     """Fail queued rows that were due before ``due_before``: they missed their send window."""
-    result = _cursor(
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == DeliveryStatus.QUEUED,
-                Delivery.not_before < due_before,
-            )
-            .values(
-                status=DeliveryStatus.FAILED,
-                last_error="missed its send time by more than the grace window; not sent late",
-            )
-            .execution_options(synchronize_session=False)
-        )
+    return update_rows(
+        session,
+        Delivery.issue_id == issue_id,
+        Delivery.status == DeliveryStatus.QUEUED,
+        Delivery.not_before < due_before,
+        status=DeliveryStatus.FAILED,
+        last_error="missed its send time by more than the grace window; not sent late",
     )
-    return max(result.rowcount, 0)
 
 
 def bring_forward(session: Session, issue_id: int, *, now: datetime) -> int:
     """Make every queued row of an edition due now (an operator resumes a send by hand)."""
-    result = _cursor(
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == DeliveryStatus.QUEUED,
-                Delivery.not_before > now,
-            )
-            .values(not_before=now)
-            .execution_options(synchronize_session=False)
-        )
+    return update_rows(
+        session,
+        Delivery.issue_id == issue_id,
+        Delivery.status == DeliveryStatus.QUEUED,
+        Delivery.not_before > now,
+        not_before=now,
     )
-    return max(result.rowcount, 0)
 
 
 def claim_batch(
@@ -353,24 +348,16 @@ def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> int
     """Give back claimed rows that were not attempted (the worker is stopping)."""
     if not delivery_ids:
         return 0
-    result = _cursor(
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id.in_(delivery_ids),
-                Delivery.lease_owner == owner,
-                Delivery.status == DeliveryStatus.SENDING,
-            )
-            .values(
-                status=DeliveryStatus.QUEUED,
-                lease_owner=None,
-                lease_until=None,
-                attempts=Delivery.attempts - 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    return update_rows(
+        session,
+        Delivery.id.in_(delivery_ids),
+        Delivery.lease_owner == owner,
+        Delivery.status == DeliveryStatus.SENDING,
+        status=DeliveryStatus.QUEUED,
+        lease_owner=None,
+        lease_until=None,
+        attempts=Delivery.attempts - 1,
     )
-    return max(result.rowcount, 0)
 
 
 def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
