@@ -24,17 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter import personal  # noqa: E402
+from common import sample_values  # noqa: E402
+
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database  # noqa: E402
-from newsletter.delivery.message import (  # noqa: E402
-    DATE,
-    MESSAGE_ID,
-    RECIPIENT,
-    UNSUBSCRIBE_MAILTO,
-    MessageHeaders,
-    prepare_message,
-)
+from newsletter.delivery.message import MessageHeaders, prepare_message  # noqa: E402
 from newsletter.editions import compose_digest, edition_context  # noqa: E402
 from newsletter.ingest import store_items, store_quotes  # noqa: E402
 from newsletter.migrate import upgrade  # noqa: E402
@@ -162,19 +156,7 @@ def main() -> None:
             text_body=rendered.text,
         )
 
-        def values(number: int) -> dict[str, str]:
-            url = f"https://crypto.example.com/unsubscribe/token-{number:08d}"
-            return {
-                RECIPIENT: f"reader{number}@example.com",
-                DATE: "Tue, 24 Nov 2026 07:00:00 +0000",
-                MESSAGE_ID: f"<20261124.{number}.abc@example.com>",
-                UNSUBSCRIBE_MAILTO: f"token-{number:08d}",
-                personal.EMAIL: f"reader{number}@example.com",
-                personal.UNSUBSCRIBE_URL: url,
-                personal.PREFERENCES_URL: url.replace("unsubscribe", "preferences"),
-            }
-
-        inputs = [values(number) for number in range(2000)]
+        inputs = [sample_values(number) for number in range(2000)]
         rounds = []
         for _ in range(5):
             seconds, _ = timed(lambda: [prepared.personalise(value) for value in inputs])

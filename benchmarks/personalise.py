@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import sample_values  # noqa: E402
 from newsletter import personal, pipeline  # noqa: E402
 from newsletter.bootstrap import bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
@@ -28,7 +29,6 @@ from newsletter.delivery.message import (  # noqa: E402
     DATE,
     MESSAGE_ID,
     RECIPIENT,
-    UNSUBSCRIBE_MAILTO,
     MessageHeaders,
     prepare_message,
 )
@@ -37,20 +37,6 @@ from newsletter.migrate import upgrade  # noqa: E402
 
 MESSAGES = 2_000
 ROUNDS = 5
-
-
-def values_for(number: int) -> dict[str, str]:
-    address = f"reader{number}@example.com"
-    url = f"https://crypto.example.com/unsubscribe/token-{number:08d}"
-    return {
-        RECIPIENT: address,
-        DATE: "Tue, 24 Nov 2026 07:00:00 +0000",
-        MESSAGE_ID: f"<20261124.{number}.abcdef@example.com>",
-        UNSUBSCRIBE_MAILTO: f"token-{number:08d}",
-        personal.EMAIL: address,
-        personal.UNSUBSCRIBE_URL: url,
-        personal.PREFERENCES_URL: url.replace("unsubscribe", "preferences"),
-    }
 
 
 def main() -> None:
@@ -80,7 +66,7 @@ def main() -> None:
         unsubscribe_mailto=settings.unsubscribe_address,
     )
     prepared = prepare_message(headers, html_body=html, text_body=text)
-    inputs = [values_for(number) for number in range(MESSAGES)]
+    inputs = [sample_values(number) for number in range(MESSAGES)]
 
     def ours() -> int:
         return sum(len(prepared.personalise(values)) for values in inputs)

@@ -18,18 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import sample_values  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
-from newsletter import personal  # noqa: E402
 from newsletter.delivery.dkim import DkimSigner  # noqa: E402
-from newsletter.delivery.message import (  # noqa: E402
-    DATE,
-    MESSAGE_ID,
-    RECIPIENT,
-    UNSUBSCRIBE_MAILTO,
-    MessageHeaders,
-    prepare_message,
-)
+from newsletter.delivery.message import MessageHeaders, prepare_message  # noqa: E402
 from tests.test_golden import render  # noqa: E402
 
 ROUNDS = 5
@@ -59,15 +52,7 @@ def main() -> None:
         html_body=rendered.html,
         text_body=rendered.text,
     )
-    values = {
-        RECIPIENT: "reader@example.com",
-        DATE: "Tue, 24 Nov 2026 07:00:00 +0000",
-        MESSAGE_ID: "<20261124.1.abc@example.com>",
-        UNSUBSCRIBE_MAILTO: "token",
-        personal.EMAIL: "reader@example.com",
-        personal.UNSUBSCRIBE_URL: "https://crypto.example.com/unsubscribe/token",
-        personal.PREFERENCES_URL: "https://crypto.example.com/preferences/token",
-    }
+    values = sample_values(1)
     message = prepared.personalise(values)
     with tempfile.TemporaryDirectory() as scratch:
         pem = Path(scratch) / "rsa.pem"
