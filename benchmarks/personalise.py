@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import sample_values  # noqa: E402
+
 from newsletter import personal, pipeline  # noqa: E402
 from newsletter.bootstrap import bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
