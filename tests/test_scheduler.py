@@ -163,10 +163,11 @@ def test_rows_queued_before_a_long_outage_are_not_sent_late(scheduled: Callable[
 
 
 def test_two_schedulers_make_one_edition_and_one_delivery_each(
-    scheduled: Callable[..., App],
+    app_factory: Callable[..., App], database_url: str
 ) -> None:
-    app = scheduled()
-    other = scheduled()  # a second host, with its own engine, on the same database
+    settings = {"database_url": database_url, "timezone": "Europe/Berlin", "send_time": "07:00"}
+    app = app_factory(**settings)
+    other = app_factory(**settings)  # a second host, with its own engine, on the same database
     readers(app, *[(f"r{number}@example.com", None, None) for number in range(5)])
     now = at("2026-11-24T05:30")
     DailyPlan(app, clock=lambda: now).tick(now)

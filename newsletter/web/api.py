@@ -245,6 +245,34 @@ class SendResult(BaseModel):
     retried: int | None = None
     failed: int | None = None
     finished: bool | None = None
+    variants: int | None = Field(default=None, description="Content variants (dry runs).")
+
+
+class TestSend(BaseModel):
+    to: list[str] = Field(min_length=1, max_length=20, description="Addresses for test copies.")
+
+
+class TestSendResult(BaseModel):
+    address: str
+    accepted: bool
+    detail: str
+
+
+class Control(BaseModel):
+    edition_date: date
+    changed: bool = Field(description="False when the edition already was in that state.")
+    dropped: int | None = Field(default=None, description="Queued deliveries dropped (cancel).")
+
+
+class EditionStatsOut(BaseModel):
+    edition_date: date
+    status: str
+    subject: str
+    deliveries: dict[str, int]
+    bounced: int
+    complaints: int
+    unsubscribes: int
+    sent_at: datetime | None
 
 
 # subscribers
@@ -630,6 +658,9 @@ def send(
     background: BackgroundTasks,
     wait: Annotated[bool, Query(description="Answer when the send is done.")] = False,
     dry_run: Annotated[bool, Query(description="Count the recipients; send nothing.")] = False,
+    follow_up: Annotated[
+        bool, Query(description="Send a sent edition to those who confirmed after it went out.")
+    ] = False,
 ) -> SendResult:
     app = state.app
     if dry_run:
@@ -640,22 +671,23 @@ def send(
             dry_run=True,
             to_enqueue=plan.to_enqueue,
             confirmed=plan.confirmed,
+            variants=plan.variants,
         )
     if not wait:
         app.check_can_send()
         plan = pipeline.plan_send(app, edition_date=edition_date)
         if plan.issue_status is IssueStatus.CANCELLED:
             raise HTTPException(409, f"the edition of {edition_date} was cancelled")
-        background.add_task(_send_in_background, state, edition_date)
+        background.add_task(_send_in_background, state, edition_date, follow_up)
         response.status_code = 202
         return SendResult(
             edition_date=edition_date,
             accepted=True,
             to_enqueue=plan.to_enqueue,
             confirmed=plan.confirmed,
-            already_sent=plan.issue_status is IssueStatus.SENT,
+            already_sent=plan.issue_status is IssueStatus.SENT and not follow_up,
         )
-    outcome = pipeline.send(app, edition_date=edition_date, now=state.clock())
+    outcome = pipeline.send(app, edition_date=edition_date, now=state.clock(), follow_up=follow_up)
     report = outcome.report
     return SendResult(
         edition_date=edition_date,
@@ -669,9 +701,11 @@ def send(
     )
 
 
-def _send_in_background(state: WebState, edition_date: date) -> None:
+def _send_in_background(state: WebState, edition_date: date, follow_up: bool = False) -> None:
     try:
-        outcome = pipeline.send(state.app, edition_date=edition_date, now=state.clock())
+        outcome = pipeline.send(
+            state.app, edition_date=edition_date, now=state.clock(), follow_up=follow_up
+        )
     except Exception:
         log.exception("the send of %s started from the admin API failed", edition_date)
         return
@@ -680,4 +714,90 @@ def _send_in_background(state: WebState, edition_date: date) -> None:
         "send of %s from the admin API: %s",
         edition_date,
         "already sent" if outcome.already_sent else f"{report.sent if report else 0} sent",
+    )
+
+
+def _require_edition(state: WebState, edition_date: date) -> None:
+    with state.app.database.transaction(readonly=True) as session:
+        if get_issue(session, edition_date) is None:
+            raise HTTPException(404, f"there is no edition for {edition_date}")
+
+
+@router.post(
+    "/editions/{edition_date}/test",
+    response_model=list[TestSendResult],
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
+    summary="Send test copies to a few addresses; the ledger is untouched",
+)
+def test_send(edition_date: EditionDate, body: TestSend, state: State) -> list[TestSendResult]:
+    _require_edition(state, edition_date)
+    results = []
+    for address in body.to:
+        result = pipeline.send_test_copy(state.app, edition_date=edition_date, to=address)
+        results.append(
+            TestSendResult(
+                address=address, accepted=result.outcome.value == "sent", detail=result.detail
+            )
+        )
+    return results
+
+
+@router.post(
+    "/editions/{edition_date}/pause",
+    response_model=Control,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+    summary="Hold an edition: workers send none of it until it is resumed",
+)
+def pause(edition_date: EditionDate, state: State) -> Control:
+    _require_edition(state, edition_date)
+    changed = pipeline.set_paused(
+        state.app, edition_date=edition_date, paused=True, now=state.clock()
+    )
+    return Control(edition_date=edition_date, changed=changed)
+
+
+@router.post(
+    "/editions/{edition_date}/resume",
+    response_model=Control,
+    responses={404: {"model": Problem}},
+    summary="Lift a pause",
+)
+def resume(edition_date: EditionDate, state: State) -> Control:
+    _require_edition(state, edition_date)
+    changed = pipeline.set_paused(
+        state.app, edition_date=edition_date, paused=False, now=state.clock()
+    )
+    return Control(edition_date=edition_date, changed=changed)
+
+
+@router.post(
+    "/editions/{edition_date}/cancel",
+    response_model=Control,
+    responses={404: {"model": Problem}, 409: {"model": Problem}},
+    summary="Cancel an edition for good",
+)
+def cancel(edition_date: EditionDate, state: State) -> Control:
+    _require_edition(state, edition_date)
+    dropped = pipeline.cancel_edition(state.app, edition_date=edition_date, now=state.clock())
+    return Control(edition_date=edition_date, changed=True, dropped=dropped)
+
+
+@router.get(
+    "/editions/{edition_date}/stats",
+    response_model=EditionStatsOut,
+    responses={404: {"model": Problem}},
+    summary="An edition's deliveries, bounces, complaints and attributed unsubscribes",
+)
+def edition_stats(edition_date: EditionDate, state: State) -> EditionStatsOut:
+    _require_edition(state, edition_date)
+    stats = pipeline.edition_stats(state.app, edition_date=edition_date, now=state.clock())
+    return EditionStatsOut(
+        edition_date=stats.edition_date,
+        status=stats.status.value,
+        subject=stats.subject,
+        deliveries={status.value: count for status, count in stats.deliveries.items()},
+        bounced=stats.bounced,
+        complaints=stats.complaints,
+        unsubscribes=stats.unsubscribes,
+        sent_at=stats.sent_at,
     )
