@@ -9,7 +9,6 @@ from pathlib import Path
 
 from newsletter.config import DEFAULT_SECRET_KEY, Settings
 from newsletter.db import Database
-from newsletter.delivery.dkim import DkimSigner, DkimSigningTransport
 from newsletter.delivery.pacing import Pacer, relay_route
 from newsletter.delivery.sender import Sender, SenderIdentity
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
@@ -53,6 +52,8 @@ class App:
                 )
             )
         if settings.dkim_private_key_file is not None:
+            from newsletter.delivery.dkim import DkimSigner, DkimSigningTransport
+
             transport = DkimSigningTransport(
                 transport,
                 DkimSigner.from_file(
@@ -91,6 +92,7 @@ class App:
             transport=transport,
             identity=self.identity(),
             batch_size=settings.batch_size,
+            flush_size=settings.flush_size,
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
             max_age=timedelta(hours=settings.retry_hours),

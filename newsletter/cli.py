@@ -6,6 +6,7 @@ input or settings, 1 for everything else).
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import sys
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from rich.console import Console
@@ -29,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from newsletter import __version__, logs, migrate, pipeline
+from newsletter import __version__, logs, pipeline
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.db import redact
@@ -83,7 +84,23 @@ class Context:
 
 
 class NewsletterGroup(click.Group):
-    """Prints operator errors as one clear message and exits non-zero, without a traceback."""
+    """Prints operator errors as one clear message and exits non-zero, without a traceback.
+
+    ``web`` is loaded on first use: the web stack is not imported by workers and other commands.
+    """
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"web": ("newsletter.web.command", "web")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, attribute = self.LAZY[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -157,6 +174,8 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context) -> None:
     """Create or migrate the database schema to the latest revision."""
+    from newsletter import migrate
+
     app = context.app
     before, after = migrate.upgrade(app.database)
     where = redact(app.settings.database_url)
@@ -170,6 +189,8 @@ def db_upgrade(context: Context) -> None:
 @pass_context
 def db_status(context: Context) -> None:
     """Show the schema revision of the database and of the code."""
+    from newsletter import migrate
+
     app = context.app
     current = migrate.current_revision(app.database)
     head = migrate.head_revision(app.database)
@@ -813,12 +834,3 @@ def demo(context: Context, subscribers_csv: Path) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="newsletter")
-
-
-def _register_web() -> None:
-    from newsletter.web.command import web
-
-    cli.add_command(web)
-
-
-_register_web()

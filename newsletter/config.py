@@ -336,6 +336,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=200, ge=1, le=10_000, description="Deliveries a worker claims at once."
     )
+    flush_size: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Sent marks written per database transaction; a crash re-sends at most these.",
+    )
     lease_seconds: int = Field(
         default=300, ge=10, description="Seconds a claimed batch stays reserved for its worker."
     )

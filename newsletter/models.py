@@ -178,6 +178,15 @@ class Delivery(Base):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
+        # Claims take the lowest ids first: this keeps a claim a short index walk however many
+        # rows of the edition were already sent.
+        Index(
+            "ix_deliveries_queued_id",
+            "issue_id",
+            "id",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -220,6 +220,8 @@ def send(
             or 0
         )
         issue_id = current.id
+    with app.database.transaction() as session:
+        ledger.refresh_statistics(session, added=enqueued)
     if on_start is not None:
         on_start(due)
     transport = app.transport()
@@ -295,6 +297,8 @@ def enqueue(app: App, *, edition_date: date, now: datetime) -> EnqueueOutcome:
             default_clock=settings.send_clock,
         )
         first_due = ledger.next_due(session, current.id)
+    with app.database.transaction() as session:
+        ledger.refresh_statistics(session, added=added)
     return EnqueueOutcome(edition_date, built, added, first_due)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
-from premailer import Premailer
 
 from newsletter import personal
 from newsletter.digest import Digest
@@ -146,6 +145,8 @@ def inline_css(html: str) -> str:
     Premailer never fetches anything (no network), and keeps classes so that the dark-mode and
     mobile rules that mail clients apply from ``<style>`` still find their elements.
     """
+    from premailer import Premailer  # imported when first needed: workers rarely render
+
     inliner = Premailer(
         html,
         allow_network=False,

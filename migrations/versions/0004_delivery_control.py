@@ -1,4 +1,5 @@
-"""Pausing and cancelling editions, variant subjects, per-route send rates, bounce reports.
+"""Pausing and cancelling editions, variant subjects, per-route send rates, bounce reports,
+and an index that keeps claims short on large editions.
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +18,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_deliveries_queued_id",
+            ["issue_id", "id"],
+            unique=False,
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        )
     op.create_table(
         "route_rates",
         sa.Column("route", sa.String(length=300), nullable=False),
@@ -77,6 +86,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_deliveries_queued_id",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        )
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.drop_column("cancelled_at")
         batch_op.drop_column("paused_at")

@@ -105,7 +105,7 @@ class Sender:
         transport: Transport,
         identity: SenderIdentity,
         batch_size: int = 200,
-        flush_size: int = 20,
+        flush_size: int = 50,
         lease: timedelta = timedelta(minutes=5),
         max_attempts: int = 8,
         max_age: timedelta = timedelta(hours=24),
