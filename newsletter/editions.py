@@ -28,7 +28,7 @@ from newsletter.digest import (
     stories_from,
     window_start,
 )
-from newsletter.errors import IssueStateError
+from newsletter.errors import EditionRace, IssueStateError
 from newsletter.models import (
     REBUILDABLE,
     Article,
@@ -117,12 +117,20 @@ def build_issue(
     *,
     edition_date: date,
     now: datetime,
+    create_only: bool = False,
 ) -> BuildResult:
-    """Build (or rebuild) the edition of ``edition_date`` from what the store holds now."""
+    """Build (or rebuild) the edition of ``edition_date`` from what the store holds now.
+
+    With ``create_only`` an edition that exists meanwhile is left alone (``EditionRace``).
+    """
     try:
         with database.transaction() as session:
             issue = session.scalar(select(Issue).where(Issue.edition_date == edition_date))
             rebuilt = issue is not None
+            if issue is not None and create_only:
+                raise EditionRace(
+                    f"the edition of {edition_date} was built by another process meanwhile"
+                )
             if issue is not None:
                 if issue.status not in REBUILDABLE:
                     raise IssueStateError(
@@ -166,7 +174,7 @@ def build_issue(
                 rebuilt=rebuilt,
             )
     except IntegrityError:
-        raise IssueStateError(
+        raise EditionRace(
             f"the edition of {edition_date} was built by another process at the same time",
             hint="run the command again to see its state",
         ) from None

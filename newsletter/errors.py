@@ -50,6 +50,10 @@ class IssueStateError(NewsletterError):
     """An edition is in a state that does not allow the requested move."""
 
 
+class EditionRace(IssueStateError):
+    """Another process created the same edition at the same moment (the other one won)."""
+
+
 class TransportError(NewsletterError):
     """The mail transport cannot be used at all (unreachable host, bad credentials, no folder)."""
 

@@ -29,7 +29,7 @@ from newsletter.editions import (
     start_sending,
     variant,
 )
-from newsletter.errors import IssueStateError, UsageError
+from newsletter.errors import EditionRace, IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
 from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus
 from subscribers.addresses import normalise
@@ -63,8 +63,23 @@ def fetch(app: App, *, now: datetime) -> list[SourceOutcome]:
     )
 
 
-def build(app: App, *, edition_date: date, now: datetime) -> BuildResult:
-    return build_issue(app.database, app.renderer, app.settings, edition_date=edition_date, now=now)
+def build(app: App, *, edition_date: date, now: datetime, create_only: bool = False) -> BuildResult:
+    return build_issue(
+        app.database,
+        app.renderer,
+        app.settings,
+        edition_date=edition_date,
+        now=now,
+        create_only=create_only,
+    )
+
+
+def _build_unless_raced(app: App, *, edition_date: date, now: datetime) -> BuildResult | None:
+    """Build a missing edition; None when another process built it at the same moment."""
+    try:
+        return build(app, edition_date=edition_date, now=now, create_only=True)
+    except EditionRace:
+        return None
 
 
 def preview(app: App, *, edition_date: date, output: Path | None = None) -> Path:
@@ -184,7 +199,7 @@ def send(
             hint="start a send with 'newsletter send'",
         )
     if issue is None:
-        built = build(app, edition_date=edition_date, now=now)
+        built = _build_unless_raced(app, edition_date=edition_date, now=now)
     elif issue.status is IssueStatus.SENT and not follow_up:
         return SendOutcome(edition_date, True, None, 0, 0, None, sent_at=issue.sent_at)
     elif issue.status is IssueStatus.CANCELLED:
@@ -203,6 +218,9 @@ def send(
                     f"the edition of {edition_date} is paused",
                     hint="resume it with 'newsletter issue resume' or 'newsletter send --resume'",
                 )
+            if current.status is IssueStatus.SENT and not follow_up:
+                # Another process built and sent it while this one was starting.
+                return SendOutcome(edition_date, True, None, 0, 0, None, sent_at=current.sent_at)
             if follow_up and current.status is IssueStatus.SENT:
                 current.status = IssueStatus.SENDING  # reopened for the newly confirmed
             start_sending(current, now=now)
@@ -276,7 +294,7 @@ def enqueue(app: App, *, edition_date: date, now: datetime) -> EnqueueOutcome:
     with app.database.transaction(readonly=True) as session:
         issue = get_issue(session, edition_date)
     if issue is None:
-        built = build(app, edition_date=edition_date, now=now)
+        built = _build_unless_raced(app, edition_date=edition_date, now=now)
     with app.database.transaction() as session:
         current = require_issue(session, edition_date)
         if current.status in (IssueStatus.SENT, IssueStatus.CANCELLED):

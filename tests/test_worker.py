@@ -217,3 +217,48 @@ def test_operator_commands(
     refused = run("issue", "cancel", "--date", "2026-11-24", "--yes", env=env)
     assert refused.exit_code == 1
     assert "already sent; it cannot be cancelled" in refused.stderr
+
+
+def test_two_sends_racing_to_build_the_same_edition_both_succeed(
+    app_factory: Callable[..., App],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = edition_app_without_build(app_factory, database_url)
+    second = app_factory(database_url=database_url)
+    barrier = threading.Barrier(2, timeout=30)
+    real_build = pipeline.build
+
+    def build_together(app: App, **options: object) -> object:
+        assert options.get("create_only") is True  # a send never rebuilds what another just built
+        barrier.wait()  # both found no edition; both build it now
+        return real_build(app, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "build", build_together)
+    outcomes: list[object] = []
+    threads = [
+        threading.Thread(
+            target=lambda app=app: outcomes.append(
+                pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+            )
+        )
+        for app in (first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 2  # neither raised
+    assert len(outbox(tmp_path)) == 5  # one copy each
+    with first.database.transaction(readonly=True) as session:
+        assert session.scalars(select(Issue.status)).one() is IssueStatus.SENT
+
+
+def edition_app_without_build(app_factory: Callable[..., App], database_url: str) -> App:
+    app = app_factory(database_url=database_url)
+    pipeline.fetch(app, now=FIXED_NOW)
+    with app.database.transaction() as session:
+        for number in range(5):
+            add_subscriber(session, f"reader{number}@example.com", confirmed=True)
+    return app
