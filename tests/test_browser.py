@@ -3,7 +3,7 @@
 subscribe → confirmation mail from the outbox → confirm → preferences → receive a send → one-click
 unsubscribe as a mail client does it → re-import → nothing in the next send. JavaScript is off for
 the journey: every page must work without it. Each page is screenshot at 1280 and 375 px into
-``$WEB_SHOTS`` (default /tmp/web-shots) and checked for horizontal overflow and labelled controls.
+``$WEB_SHOTS`` (default var/web-shots in the checkout) and checked for horizontal overflow and labelled controls.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(os.environ.get("WEB_SHOTS", "/tmp/web-shots"))
+SHOTS = Path(
+    os.environ.get("WEB_SHOTS") or Path(__file__).resolve().parent.parent / "var" / "web-shots"
+)
 WIDTHS = (1280, 375)
 HEADLINE = "Get daily crypto insights that make you smarter about your money"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
