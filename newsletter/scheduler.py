@@ -56,14 +56,21 @@ class DailyPlan:
     #: Decisions already logged, so a tick every minute does not repeat them.
     _said: set[tuple[date, str]] = field(default_factory=set)
 
-    def plan(self, edition_date: date) -> Plan:
-        settings = self.app.settings
+    def send_hours(self) -> list[tuple[str | None, int | None]]:
+        """The distinct (time zone, chosen hour) pairs of the subscribers who get editions."""
         with self.app.database.transaction(readonly=True) as session:
-            combos = session.execute(
+            rows = session.execute(
                 select(Subscriber.timezone, Subscriber.send_hour)
                 .where(ledger.receives_editions())
                 .distinct()
             ).all()
+        return [(zone, hour) for zone, hour in rows]
+
+    def plan(
+        self, edition_date: date, send_hours: list[tuple[str | None, int | None]] | None = None
+    ) -> Plan:
+        settings = self.app.settings
+        combos = self.send_hours() if send_hours is None else send_hours
         times = [
             ledger.send_time_of(
                 edition_date,
@@ -99,18 +106,28 @@ class DailyPlan:
         """Run whatever is due now; return what was done (also logged)."""
         now = now or self.clock()
         done: list[str] = []
+        send_hours = self.send_hours()  # the same for every edition in view: read once a tick
         yesterday, *current = self.editions_in_view(now)
         for edition_date in [yesterday, *current]:
             try:
-                done += self._edition(edition_date, now, may_start=edition_date != yesterday)
+                done += self._edition(
+                    edition_date, now, send_hours, may_start=edition_date != yesterday
+                )
             except NewsletterError as exc:
                 log.error("edition %s: %s", edition_date, exc)
                 done.append(f"{edition_date}: error: {exc.message}")
         return done
 
-    def _edition(self, edition_date: date, now: datetime, *, may_start: bool) -> list[str]:
+    def _edition(
+        self,
+        edition_date: date,
+        now: datetime,
+        send_hours: list[tuple[str | None, int | None]],
+        *,
+        may_start: bool,
+    ) -> list[str]:
         """Steps for one edition; yesterday's is only finished (its late rows expired), never started."""
-        plan = self.plan(edition_date)
+        plan = self.plan(edition_date, send_hours)
         if now < plan.build_at:
             return []
         with self.app.database.transaction(readonly=True) as session:
