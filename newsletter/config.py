@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -32,6 +40,10 @@ from pydantic_settings import (
 from newsletter.errors import ConfigError
 
 DEFAULT_SECRET_KEY = "change-me"  # noqa: S105 - the web refuses it outside demo mode
+
+#: Shortest secret key (bytes) and admin token (characters) accepted outside the demo.
+MIN_SECRET_BYTES = 32
+MIN_ADMIN_TOKEN_CHARS = 32
 
 CONFIG_ENV_VAR = "NEWSLETTER_CONFIG"
 
@@ -268,7 +280,10 @@ class Settings(BaseSettings):
     # web
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token of the admin API under /api; without it every API call gets 401.",
+        description=(
+            "Bearer token of the admin API under /api, at least 32 characters outside the demo; "
+            "unset or empty, the API is off and every call gets 401."
+        ),
     )
     web_host: str = Field(
         default="127.0.0.1", description="Address 'newsletter web' listens on (--host overrides)."
@@ -399,6 +414,29 @@ class Settings(BaseSettings):
             raise ValueError("the From address must be on one line")
         return value
 
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        """``NEWSLETTER_ADMIN_TOKEN=`` (set but empty) turns the API off, like leaving it unset."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or info.data.get("demo", False):
+            return value
+        length = len(value.get_secret_value())
+        if length < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"is {length} characters long; outside the demo it must be at least "
+                f"{MIN_ADMIN_TOKEN_CHARS} characters (e.g. from 'openssl rand -hex 32'), or unset to turn "
+                "the admin API off"
+            )
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -464,6 +502,33 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """Settings as plain data with secrets masked, for ``newsletter config``."""
         return self.model_dump(mode="json")
+
+
+def check_secret_keys(settings: Settings) -> None:
+    """Outside the demo, refuse a signing key that is the default or shorter than 32 bytes.
+
+    Such a key would make every signed link (confirm, unsubscribe, preferences) forgeable or
+    guessable, so the web app does not start and nothing is sent over SMTP with it.
+    """
+    if settings.demo:
+        return
+    hint = "set NEWSLETTER_SECRET_KEY to a long random value, e.g. from 'openssl rand -hex 32'"
+    key = settings.secret_key.get_secret_value()
+    if key == DEFAULT_SECRET_KEY:
+        raise ConfigError(
+            f"NEWSLETTER_SECRET_KEY is the default; outside the demo it must be a random value of "
+            f"at least {MIN_SECRET_BYTES} bytes, or signed links (confirm, unsubscribe, "
+            "preferences) would be forgeable",
+            hint=hint,
+        )
+    size = len(key.encode())
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"NEWSLETTER_SECRET_KEY is {size} bytes long; outside the demo it must be at least "
+            f"{MIN_SECRET_BYTES} bytes, or signed links (confirm, unsubscribe, preferences) "
+            "could be guessed",
+            hint=hint,
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
