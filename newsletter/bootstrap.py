@@ -67,7 +67,11 @@ class App:
         return transport
 
     def signer(self) -> TokenSigner:
-        return TokenSigner(self.settings.secret_key.get_secret_value())
+        settings = self.settings
+        return TokenSigner(
+            settings.secret_key.get_secret_value(),
+            fallbacks=[key.get_secret_value() for key in settings.secret_key_fallbacks],
+        )
 
     def identity(self) -> SenderIdentity:
         settings = self.settings

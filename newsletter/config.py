@@ -11,6 +11,7 @@ working directory, like the defaults.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import tomllib
@@ -18,7 +19,7 @@ from contextvars import ContextVar
 from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -33,6 +34,7 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -274,6 +276,13 @@ class Settings(BaseSettings):
         default=SecretStr(DEFAULT_SECRET_KEY),
         description="Key that signs unsubscribe, preference and confirmation tokens.",
     )
+    secret_key_fallbacks: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Old secret keys, accepted to verify links signed before a rotation, never to sign: "
+            "comma-separated or a JSON list in the environment, a list in TOML."
+        ),
+    )
     demo: bool = Field(
         default=False, description="Demo mode: allows the default secret key and sample data."
     )
@@ -414,6 +423,27 @@ class Settings(BaseSettings):
             raise ValueError("the From address must be on one line")
         return value
 
+    @field_validator("secret_key_fallbacks", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        """From the environment: ``old1,old2`` or a JSON list; from TOML: a list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"is not a JSON list: {exc.msg}") from None
+            else:
+                value = text.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(
+                item.strip() if isinstance(item, str) else item
+                for item in value
+                if not (isinstance(item, str) and not item.strip())
+            )
+        return value
+
     @field_validator("admin_token", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
@@ -529,6 +559,14 @@ def check_secret_keys(settings: Settings) -> None:
             "could be guessed",
             hint=hint,
         )
+    for number, fallback in enumerate(settings.secret_key_fallbacks, start=1):
+        size = len(fallback.get_secret_value().encode())
+        if fallback.get_secret_value() == DEFAULT_SECRET_KEY or size < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"NEWSLETTER_SECRET_KEY_FALLBACKS: key {number} is the default or shorter than "
+                f"{MIN_SECRET_BYTES} bytes; links it signed could be forged by anyone who guesses it",
+                hint="remove that key from NEWSLETTER_SECRET_KEY_FALLBACKS",
+            )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from newsletter.bootstrap import App
-from newsletter.config import Settings
+from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.web import create_app
-from tests.web_fixtures import BASE_URL
+from subscribers.errors import BadToken
+from subscribers.model import SubscriberStatus
+from subscribers.tokens import UNSUBSCRIBE, TokenSigner
+from tests.web_fixtures import (
+    BASE_URL,
+    Web,
+    links_in,
+    list_unsubscribe_url,
+    path_of,
+    web_factory,
+)
+
+__all__ = ["web_factory"]  # a fixture used below
+
+READER = "reader@example.com"
 
 LONG_KEY = "k" * 32
 LONG_TOKEN = "t" * 32
@@ -95,3 +110,85 @@ def test_finding_1_a_short_secret_key_is_refused_outside_the_demo(
     create_app(app_factory(database_url=sqlite_url, demo=False, secret_key="é" * 16))
     app_factory(database_url=sqlite_url, demo=False, secret_key=LONG_KEY, **smtp).check_can_send()
     create_app(app_factory(database_url=sqlite_url, demo=True, secret_key="short"))
+
+
+OLD_KEY = "old-" + "o" * 40
+NEW_KEY = "new-" + "n" * 40
+
+
+def test_finding_13_links_in_mails_sent_before_a_key_rotation_keep_working(
+    web_factory: Callable[..., Web], sqlite_url: str
+) -> None:
+    before = web_factory(sqlite_url, secret_key=OLD_KEY)
+    before.subscribed(READER)
+    welcome = before.last_mail_to(READER, "Welcome")
+    unsubscribe = path_of(list_unsubscribe_url(welcome))
+    preferences = path_of(next(url for url in links_in(welcome) if "/preferences/" in url))
+
+    rotated_without_fallback = web_factory(sqlite_url, secret_key=NEW_KEY)
+    assert rotated_without_fallback.client.get(preferences).status_code == 400
+
+    after = web_factory(sqlite_url, secret_key=NEW_KEY, secret_key_fallbacks=[OLD_KEY])
+    page = after.client.get(preferences)
+    assert page.status_code == 200
+    assert READER in page.text
+    left = after.client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert left.status_code == 200
+    assert after.subscriber(READER).status is SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+
+
+def test_finding_13_new_links_are_signed_with_the_current_key_only(
+    web_factory: Callable[..., Web], sqlite_url: str
+) -> None:
+    web = web_factory(sqlite_url, secret_key=NEW_KEY, secret_key_fallbacks=[OLD_KEY])
+    web.subscribed(READER)
+    subscriber = web.subscriber(READER)
+    assert subscriber is not None
+    token = path_of(list_unsubscribe_url(web.last_mail_to(READER, "Welcome"))).rsplit("/", 1)[1]
+    assert TokenSigner(NEW_KEY).verify(token, UNSUBSCRIBE) == subscriber.id
+    with pytest.raises(BadToken):
+        TokenSigner(OLD_KEY).verify(token, UNSUBSCRIBE)
+    assert web.subscribe("late@example.com").status_code == 303
+    confirm = web.confirm_path("late@example.com")
+    confirm_token = confirm.rsplit("/", 1)[1]
+    TokenSigner(NEW_KEY).read_confirmation(confirm_token, max_age_seconds=3600, now=web.clock())
+    with pytest.raises(BadToken):
+        TokenSigner(OLD_KEY).read_confirmation(confirm_token, max_age_seconds=3600, now=web.clock())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [f"{OLD_KEY},{LONG_KEY}", f" {OLD_KEY} , {LONG_KEY} ", f'["{OLD_KEY}", "{LONG_KEY}"]'],
+)
+def test_finding_13_fallback_keys_from_the_environment(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY_FALLBACKS", raw)
+    settings = make_settings()
+    assert [key.get_secret_value() for key in settings.secret_key_fallbacks] == [
+        OLD_KEY,
+        LONG_KEY,
+    ]
+    assert OLD_KEY not in str(settings.redacted())
+
+
+def test_finding_13_fallback_keys_from_the_file(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text(f'secret_key_fallbacks = ["{OLD_KEY}"]\n', encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(config))
+    settings = load_settings()
+    assert [key.get_secret_value() for key in settings.secret_key_fallbacks] == [OLD_KEY]
+    monkeypatch.delenv("NEWSLETTER_CONFIG")
+    assert make_settings().secret_key_fallbacks == ()
+
+
+def test_finding_13_a_short_fallback_key_is_refused_outside_the_demo(
+    app_factory: Callable[..., App], sqlite_url: str
+) -> None:
+    app = app_factory(
+        database_url=sqlite_url, demo=False, secret_key=NEW_KEY, secret_key_fallbacks=["short"]
+    )
+    with pytest.raises(ConfigError, match=r"NEWSLETTER_SECRET_KEY_FALLBACKS.*32 bytes"):
+        create_app(app)
