@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from newsletter.config import DEFAULT_SECRET_KEY, Settings
+from newsletter.config import Settings, check_secret_keys
 from newsletter.db import Database
 from newsletter.delivery.pacing import Pacer, relay_route
 from newsletter.delivery.sender import Sender, SenderIdentity
@@ -67,7 +67,11 @@ class App:
         return transport
 
     def signer(self) -> TokenSigner:
-        return TokenSigner(self.settings.secret_key.get_secret_value())
+        settings = self.settings
+        return TokenSigner(
+            settings.secret_key.get_secret_value(),
+            fallbacks=[key.get_secret_value() for key in settings.secret_key_fallbacks],
+        )
 
     def identity(self) -> SenderIdentity:
         settings = self.settings
@@ -159,11 +163,7 @@ class App:
         settings = self.settings
         if settings.transport != "smtp" or settings.demo:
             return
-        if settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
-            raise ConfigError(
-                "NEWSLETTER_SECRET_KEY is the default; unsubscribe links would be forgeable",
-                hint="set NEWSLETTER_SECRET_KEY to a long random value, e.g. from 'openssl rand -hex 32'",
-            )
+        check_secret_keys(settings)
         if not settings.postal_address.strip():
             raise ConfigError(
                 "NEWSLETTER_POSTAL_ADDRESS is empty; bulk mail must show the sender's postal address",

@@ -3,11 +3,13 @@
 A token names one subscriber and one purpose, and is signed with HMAC (itsdangerous) under the secret
 key, so it cannot be forged or reused for another purpose. Unsubscribe and preference tokens never
 expire (an old mail must still let its reader leave); confirmation tokens do, and carry the nonce the
-subscriber holds while pending, which confirming clears: a confirmation link works once.
+subscriber holds while pending, which confirming clears: a confirmation link works once. After a key
+rotation the old keys still verify (never sign), so the links in mails already delivered keep working.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,8 +37,11 @@ class ConfirmationClaim:
 
 
 class TokenSigner:
-    def __init__(self, secret_key: str) -> None:
-        self._secret = secret_key
+    """Signs with ``secret_key``; verifies with it or any of ``fallbacks`` (keys before a rotation)."""
+
+    def __init__(self, secret_key: str, *, fallbacks: Sequence[str] = ()) -> None:
+        # itsdangerous signs with the last key and accepts a signature by any of them.
+        self._secret: list[str] = [*fallbacks, secret_key]
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         return URLSafeSerializer(self._secret, salt=f"newsletter.{purpose}")

@@ -76,7 +76,7 @@ def require_admin(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     expected = state.app.settings.admin_token
-    if expected is None:
+    if expected is None or not expected.get_secret_value():
         raise HTTPException(
             401,
             "the admin API is off: set NEWSLETTER_ADMIN_TOKEN to turn it on",

@@ -17,8 +17,8 @@ from sqlalchemy import func, select, text
 
 from newsletter import __version__
 from newsletter.bootstrap import App
-from newsletter.config import DEFAULT_SECRET_KEY
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.config import check_secret_keys
+from newsletter.errors import NewsletterError
 from newsletter.models import Issue
 from newsletter.observability import delivery_gauges
 from newsletter.web import api, archive, errors, pages
@@ -41,16 +41,8 @@ class Asset:
 
 
 def check_can_serve(app: App) -> None:
-    """The web refuses the default secret key outside demo mode: every link would be forgeable."""
-    settings = app.settings
-    if settings.demo:
-        return
-    if settings.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
-        raise ConfigError(
-            "NEWSLETTER_SECRET_KEY is the default; signed links (confirm, unsubscribe, "
-            "preferences) would be forgeable, so the web app does not start",
-            hint="set NEWSLETTER_SECRET_KEY to a long random value, e.g. from 'openssl rand -hex 32'",
-        )
+    """The web refuses a weak secret key outside demo mode: every link would be forgeable."""
+    check_secret_keys(app.settings)
 
 
 def _asset(app: App, template: str, media_type: str) -> Asset:
@@ -65,6 +57,11 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     """
     check_can_serve(app)
     settings = app.settings
+    if settings.admin_token is None:
+        log.warning(
+            "the admin API under /api is off (every call answers 401): "
+            "set NEWSLETTER_ADMIN_TOKEN to turn it on"
+        )
     metrics = Metrics()
     state = WebState.build(
         app, clock=clock, metrics=metrics, networks=parse_networks(settings.trusted_proxies)

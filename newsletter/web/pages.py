@@ -253,7 +253,7 @@ def confirm_page(token: str, request: Request, state: State) -> Response:
         subscriber = session.get(Subscriber, claim.subscriber_id)
         already = subscriber is not None and subscriber.status is SubscriberStatus.CONFIRMED
     if already:
-        return _confirmed_page(state, request, claim.subscriber_id, fresh=False)
+        return _already_confirmed_page(state, request)
     return state.page(request, "confirm.html.j2", title="Confirm your subscription", form=True)
 
 
@@ -266,6 +266,17 @@ def _confirmed_page(
         title="You are subscribed" if fresh else "You are already subscribed",
         fresh=fresh,
         preferences_url=state.links.preferences(state.signer.sign(subscriber_id, PREFERENCES)),
+    )
+
+
+def _already_confirmed_page(state: WebState, request: Request) -> HTMLResponse:
+    """A used confirmation link may be in anyone's hands (a forwarded mail): no personal link."""
+    return state.page(
+        request,
+        "confirmed.html.j2",
+        title="You are already subscribed",
+        fresh=False,
+        preferences_url=None,
     )
 
 
@@ -310,7 +321,7 @@ def confirm(
         background.add_task(state.mailer.welcome, Recipient(result.subscriber_id, result.email))
         return _confirmed_page(state, request, result.subscriber_id, fresh=True)
     if result.outcome is signup.Confirmation.ALREADY:
-        return _confirmed_page(state, request, result.subscriber_id, fresh=False)
+        return _already_confirmed_page(state, request)
     if result.outcome is signup.Confirmation.UNKNOWN:
         return state.message(
             request,
