@@ -18,9 +18,19 @@ from tests.conftest import EXAMPLES, ROOT, free_port
 SECRET = "log-test-" + "s" * 40
 
 
-def _start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[str]:
+def _start(env: dict[str, str], port: int, *, workers: int = 1) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "-v", *args, "web", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "-v",
+            "web",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -57,10 +67,14 @@ def serving(tmp_path: Path) -> tuple[int, dict[str, str]]:
     return port, env
 
 
-def test_finding_12_logs_never_contain_a_token(serving: tuple[int, dict[str, str]]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_finding_12_logs_never_contain_a_token(
+    serving: tuple[int, dict[str, str]], workers: int
+) -> None:
+    """With ``--workers 2`` each worker is a fresh process that sets up the same logging."""
     port, env = serving
     url = f"http://127.0.0.1:{port}"
-    process = _start(env, port)
+    process = _start(env, port, workers=workers)
     signer = TokenSigner(SECRET)
     tokens = {
         "unsubscribe": signer.sign(7, UNSUBSCRIBE),

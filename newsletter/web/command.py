@@ -18,6 +18,7 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
+from newsletter import logs
 from newsletter.bootstrap import bootstrap
 from newsletter.config import CONFIG_ENV_VAR, load_settings
 from newsletter.web.app import check_can_serve, create_app
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     # Only for the annotation: importing newsletter.cli here would make a cycle once cli.py
     # registers this command. At run time the group's Context arrives as click's ctx.obj.
     from newsletter.cli import Context
+
+# Internal hand-over from ``newsletter web --workers N`` to its worker processes.
+_VERBOSITY_ENV_VAR = "_NEWSLETTER_WEB_VERBOSITY"
 
 
 @click.command("web")
@@ -74,6 +78,8 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
         return
     if context.config is not None:
         os.environ[CONFIG_ENV_VAR] = str(context.config)
+    # Each worker is a fresh process: it sets up the same (redacting) logging as this one.
+    os.environ[_VERBOSITY_ENV_VAR] = str(context.verbosity)
     uvicorn.run(
         "newsletter.web.command:app_from_environment",
         factory=True,
@@ -83,5 +89,15 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
 
 
 def app_from_environment() -> FastAPI:
-    """The app of a worker process, built from the environment (``--workers`` > 1)."""
-    return create_app(bootstrap(load_settings()))
+    """The app of a worker process, built from the environment (``--workers`` > 1).
+
+    Logging is configured here as the command group does in the parent, so that a worker's
+    lines are redacted too (they name personal-link paths).
+    """
+    settings = load_settings()
+    try:
+        verbosity = int(os.environ.get(_VERBOSITY_ENV_VAR, "0"))
+    except ValueError:
+        verbosity = 0
+    logs.configure(verbosity, settings.log_format)
+    return create_app(bootstrap(settings))
