@@ -211,12 +211,12 @@ def test_nothing_hostile_reaches_the_email(
 
 
 @pytest.mark.browser
-def test_nothing_overflows_on_a_375_px_phone(tmp_path: Path) -> None:
+def test_nothing_overflows_on_a_375_px_phone(tmp_path: Path, chromium: str) -> None:
     from newsletter.screenshot import screenshots
 
     page = tmp_path / "edition.html"
     page.write_text(long_edition(8).html, encoding="utf-8")
-    shots = {shot.width: shot for shot in screenshots(page)}
+    shots = {shot.width: shot for shot in screenshots(page, chromium=chromium)}
     assert shots[375].overflow == 0
     assert shots[600].overflow == 0
     assert shots[375].path.stat().st_size > 10_000
