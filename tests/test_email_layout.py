@@ -39,8 +39,13 @@ CONTEXT = EditionContext(
 DEGRADES_GRACEFULLY = {
     "@media": "dark-mode colours and small-screen padding only; the table layout stands without them",
     "<body> element": "clients replace <body> by a <div>; the outer table carries the background",
-    "display:none": "hides the preheader; where unsupported it is 1 px text in the background colour",
+    "display:none": (
+        "hides the preheader, with max-height:0, overflow:hidden, mso-hide:all and opacity:0; "
+        "where all are unsupported it shows as 1 px text (no text in the background's colour: "
+        "spam filters score that)"
+    ),
     "overflow": "part of hiding the preheader, same fallback",
+    "opacity": "part of hiding the preheader, same fallback",
     "border-radius": "rounded corners are decoration",
     "white-space": "keeps prices on one line; where dropped a price may wrap, still readable",
     "role attribute": "accessibility hint for screen readers",
