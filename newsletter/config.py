@@ -101,7 +101,11 @@ class SponsorSettings(BaseModel):
     )
     url: str = Field(description="https URL the slot links to.")
     label: str = Field(
-        default="Sponsored", max_length=40, description="Label shown above the slot."
+        default="Sponsored",
+        min_length=1,
+        max_length=40,
+        pattern=r"\S",
+        description="Label shown above the slot; a paid placement is never unlabelled.",
     )
 
     @field_validator("url")

@@ -21,7 +21,9 @@ from newsletter.delivery.ledger import update_rows
 from newsletter.digest import (
     SECTIONS,
     Digest,
+    Market,
     Sponsor,
+    Story,
     latest_market,
     market_at,
     select_articles,
@@ -94,12 +96,36 @@ def compose_digest(
         max_age=timedelta(minutes=settings.market_max_age_minutes),
         top_coins=settings.market.top_coins,
     )
+    digest = edition_digest(
+        settings, edition_date=edition_date, stories=stories_from(articles), market=market
+    )
+    return digest, articles
+
+
+def edition_digest(
+    settings: Settings,
+    *,
+    edition_date: date,
+    stories: tuple[Story, ...],
+    market: Market | None,
+    sections: Sequence[str] | None = None,
+) -> Digest:
+    """The digest of one edition: every variant of it (and so the preview and the archive) is made here.
+
+    What belongs to the edition whatever the reader chose, the sponsored slot scheduled for its
+    date, is added here and nowhere else.
+    """
     return Digest(
-        edition_date=edition_date, stories=stories_from(articles), market=market
-    ), articles
+        edition_date=edition_date,
+        stories=stories,
+        market=market,
+        sponsor=scheduled_sponsor(settings, edition_date),
+        sections=frozenset(sections) if sections is not None else frozenset(SECTIONS),
+    )
 
 
-def _sponsor(settings: Settings, edition_date: date) -> Sponsor | None:
+def scheduled_sponsor(settings: Settings, edition_date: date) -> Sponsor | None:
+    """The ``[[sponsors]]`` slot of ``edition_date``, if one is scheduled."""
     return next(
         (
             Sponsor(text=slot.text, url=slot.url, label=slot.label)
@@ -309,12 +335,12 @@ def compose_variant(
             max_age=timedelta(minutes=settings.market_max_age_minutes),
             top_coins=settings.market.top_coins,
         )
-    return Digest(
+    return edition_digest(
+        settings,
         edition_date=issue.edition_date,
         stories=stories,
         market=market,
-        sponsor=_sponsor(settings, issue.edition_date),
-        sections=frozenset(sections) if sections is not None else frozenset(SECTIONS),
+        sections=sections,
     )
 
 

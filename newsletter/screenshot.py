@@ -20,6 +20,8 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 WIDTHS = (600, 375)
+#: Debian's chromium package.
+CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +33,13 @@ class Shot:
 
 
 def screenshots(
-    html_file: Path, *, widths: tuple[int, ...] = WIDTHS, chromium: str = "/usr/bin/chromium"
+    html_file: Path, *, widths: tuple[int, ...] = WIDTHS, chromium: str | None = None
 ) -> list[Shot]:
-    """Full-page PNGs of ``html_file`` at each width, written beside it as NAME-WIDTH.png."""
+    """Full-page PNGs of ``html_file`` at each width, written beside it as NAME-WIDTH.png.
+
+    ``chromium`` is the browser's executable (default: :data:`CHROMIUM`).
+    """
+    chromium = chromium or CHROMIUM
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -21,11 +21,14 @@ from newsletter import migrate
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
+from newsletter.screenshot import CHROMIUM
 from subscribers.base import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: Where the browser tests look for Chromium instead of the product's default path.
+CHROMIUM_ENV = "NEWSLETTER_TEST_CHROMIUM"
 FIXED_NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 
@@ -36,6 +39,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite the golden files from the current output instead of comparing",
     )
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A peer a test needs is missing: skip with the reason, except in CI (CI=true), where it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+# a real browser
+
+
+def chromium_path() -> str:
+    """The Chromium the browser tests drive: ``$NEWSLETTER_TEST_CHROMIUM``, else the product's default."""
+    return os.environ.get(CHROMIUM_ENV) or CHROMIUM
+
+
+def require_chromium() -> str:
+    """The Chromium executable and Playwright, or a one-line skip (a failure in CI)."""
+    path = chromium_path()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        unavailable(
+            f"no Chromium at {path}: install Debian's chromium package (or set {CHROMIUM_ENV})"
+        )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("the playwright package is not installed: run make install-test")
+    return path
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every test marked ``browser`` needs Chromium: one check, before any of its fixtures."""
+    if item.get_closest_marker("browser") is not None:
+        require_chromium()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of the Chromium executable to launch."""
+    return require_chromium()
 
 
 # databases

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from newsletter import screenshot
 from newsletter.cli import cli
 from newsletter.config import Settings
 from tests.conftest import SmtpServer, free_port
@@ -304,8 +305,9 @@ def test_config_masks_secrets(run: Callable[..., Result]) -> None:
 
 @pytest.mark.browser
 def test_preview_png_writes_desktop_and_phone_screenshots(
-    run: Callable[..., Result], tmp_path: Path
+    run: Callable[..., Result], tmp_path: Path, chromium: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(screenshot, "CHROMIUM", chromium)
     ok(run("fetch"))
     ok(run("issue", "build", "--date", EDITION))
     target = tmp_path / "preview.html"
