@@ -375,7 +375,7 @@ def rss(*items: tuple[str, str | None]) -> bytes:
 def test_the_story_window_holds_over_bad_dates(
     database: Database, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(max_article_age_hours=72)
+    settings = make_settings(max_article_age_hours=72, per_source_cap=10)
     feed = rss(
         ("From 1970", "Thu, 01 Jan 1970 00:00:00 +0000"),
         ("Seven days old", "Tue, 17 Nov 2026 06:00:00 +0000"),
