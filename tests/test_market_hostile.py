@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.sources.validation import rejection_counts
+from newsletter.web.app import create_app
 from subscribers.service import add_subscriber
 from tests.conftest import EXAMPLES
 
@@ -315,3 +317,22 @@ def test_a_bad_fear_and_greed_reading_is_left_out(
     assert outcomes["fear & greed"] is not None
     _html, text = parts(message)
     assert "X-Evil" not in text and "250" not in text.split("MARKET SNAPSHOT")[1][:400]
+
+
+def rejected(metrics: str, labels: str) -> float:
+    name = "newsletter_market_values_rejected_total"
+    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_refused_values_are_counted_in_metrics(
+    hostile_app: App, served: Callable[..., None]
+) -> None:
+    served(watchlist=as_json(with_coin("current_price", 1e308)))
+    labels = 'part="coins",field="price",reason="out of range"'
+    with TestClient(create_app(hostile_app)) as client:
+        before = rejected(client.get("/metrics").text, labels)
+        pipeline.fetch(hostile_app, now=NOW)
+        metrics = client.get("/metrics").text
+    assert "# TYPE newsletter_market_values_rejected_total counter" in metrics
+    assert rejected(metrics, labels) == before + 1
