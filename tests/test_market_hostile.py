@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
+from sqlalchemy import select
 from werkzeug import Request, Response
 
 from newsletter import pipeline
 from newsletter.bootstrap import App
+from newsletter.models import SentimentReading
 from newsletter.sources.validation import rejection_counts
 from newsletter.web.app import create_app
 from subscribers.service import add_subscriber
@@ -336,3 +338,43 @@ def test_refused_values_are_counted_in_metrics(
         metrics = client.get("/metrics").text
     assert "# TYPE newsletter_market_values_rejected_total counter" in metrics
     assert rejected(metrics, labels) == before + 1
+
+
+def test_a_429_with_a_short_retry_after_is_retried_and_the_prices_arrive(
+    app_factory: Callable[..., App],
+    sqlite_url: str,
+    httpserver: HTTPServer,
+    served: Callable[..., None],
+) -> None:
+    calls: list[int] = []
+
+    def limited_once(request: Request) -> Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return Response("{}", status=429, headers={"Retry-After": "1"})
+        return as_json(recorded("coins/markets.json"))(request)
+
+    served(watchlist=limited_once)
+    app = app_factory(
+        database_url=sqlite_url,
+        market={"base_url": httpserver.url_for("/api/v3"), "fear_greed_url": None},
+        fetch_retries=1,
+    )
+    with app.database.transaction() as session:
+        add_subscriber(session, "reader@example.com", confirmed=True, now=NOW)
+    outcomes, message = run_day(app)
+    assert outcomes["market data"] is None and len(calls) == 2
+    assert "BTC $63,957" in str(message["Subject"])
+
+
+def test_a_future_fear_and_greed_reading_is_dated_when_fetched(
+    hostile_app: App, served: Callable[..., None]
+) -> None:
+    reading = {"value": "38", "value_classification": "Fear", "timestamp": "4102444800"}  # 2100
+    served(sentiment=as_json({"data": [reading]}))
+    outcomes, message = run_day(hostile_app)
+    assert outcomes["fear & greed"] is None
+    assert "Fear & Greed index: 38/100 (Fear)" in parts(message)[1]
+    with hostile_app.database.transaction(readonly=True) as session:
+        stored = session.scalars(select(SentimentReading.measured_at)).all()
+    assert stored == [NOW]
