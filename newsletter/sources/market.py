@@ -209,9 +209,9 @@ def _quote(raw: Any, tally: _Tally) -> CoinQuote | None:
     symbol = tally.label("symbol", raw.get("symbol"), what=what)
     name = tally.label("name", raw.get("name"), what=what)
     price = tally.number("price", raw.get("current_price"), what=what)
-    if raw.get("current_price") is None:
-        tally.checked += 1
+    if raw.get("current_price") is None:  # checked above, but missing is no failure elsewhere
         tally.failed += 1
+        validation.REJECTIONS.record("coins", "price", "missing", source=tally.source, what=what)
     series = raw.get("sparkline_in_7d")
     points = series.get("price") if isinstance(series, dict) else None
     sparkline = tuple(

@@ -41,12 +41,12 @@ class Rule:
 RULES: dict[str, Rule] = {
     "price": Rule(0, 1e10, low_open=True),
     "sparkline": Rule(0, 1e10, low_open=True),
-    "market_cap": Rule(0, 1e16),
+    "market_cap": Rule(0, 1e17),
     "change_24h": Rule(-100, 100_000),
     "change_7d": Rule(-100, 100_000),
     "market_cap_rank": Rule(1, 100_000, integer=True),
-    "total_market_cap": Rule(0, 1e17, low_open=True),
-    "total_volume": Rule(0, 1e17),
+    "total_market_cap": Rule(0, 1e18, low_open=True),
+    "total_volume": Rule(0, 1e18),
     "market_cap_change_24h": Rule(-100, 100_000),
     "btc_dominance": Rule(0, 100.000001),
     "eth_dominance": Rule(0, 100.000001),
@@ -145,6 +145,7 @@ def _kind(reason: str) -> str:
         ("whole", "not a whole number"),
         ("held", "held for a second reading"),
         ("future", "in the future"),
+        ("missing", "missing"),
     ):
         if marker in reason:
             return kind
