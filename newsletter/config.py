@@ -243,6 +243,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Prices older than this at build time are labelled with their time.",
     )
+    market_max_jump_factor: float = Field(
+        default=3.0,
+        gt=1,
+        le=1000,
+        description=(
+            "A price this many times higher or lower than the coin's previous reading is held "
+            "(shown as n/a) until a second reading agrees with it."
+        ),
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="Folder searched for templates before the built-in ones (to customise them).",

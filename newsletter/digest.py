@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.formatting import (
@@ -20,29 +20,22 @@ from newsletter.formatting import (
     format_price,
     sparkline,
 )
+from newsletter.headlines import stale_prefix, subject_line, summary_line
+from newsletter.market_trust import checked, previous_prices, trusted, trusted_as_of
 from newsletter.models import (
-    Article,
-    Issue,
-    IssueArticle,
-    IssueStatus,
     MarketGlobal,
     MarketSnapshot,
     SentimentReading,
 )
+from newsletter.movers import is_mirror
+from newsletter.sources import validation
+from newsletter.stories import Story as Story
+from newsletter.stories import select_articles as select_articles
+from newsletter.stories import stories_from as stories_from
+from newsletter.stories import window_start as window_start
 
 #: The sections of an edition, in order; subscribers choose among them.
 SECTIONS = ("market", "movers", "stories")
-
-
-@dataclass(frozen=True, slots=True)
-class Story:
-    title: str
-    url: str
-    source: str
-    published_at: datetime
-    teaser: str
-    author: str | None = None
-    image_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +52,7 @@ class CoinRow:
     coin_id: str
     symbol: str
     name: str
-    price: float
+    price: float | None
     change_24h: float | None
     change_7d: float | None
     trend: str
@@ -67,7 +60,7 @@ class CoinRow:
 
     @property
     def price_text(self) -> str:
-        return format_price(self.price, self.currency)
+        return "n/a" if self.price is None else format_price(self.price, self.currency)
 
     @property
     def change_24h_text(self) -> str:
@@ -157,108 +150,29 @@ class Digest:
     sections: frozenset[str] = frozenset(SECTIONS)
 
     def subject(self, newsletter_name: str) -> str:
-        """``BTC $63,957 (+0.6%) · 8 stories · Tue 24 Nov``."""
-        day = f"{self.edition_date:%a} {self.edition_date.day} {self.edition_date:%b}"
-        stories = f"{len(self.stories)} {'story' if len(self.stories) == 1 else 'stories'}"
-        lead = self.market.coins[0] if self.market and self.market.coins else None
-        if lead is None:
-            return f"{newsletter_name} · {stories} · {day}"
-        price = format_price(lead.price, lead.currency, cents=lead.price < 100)
-        return f"{lead.symbol} {price} ({format_change(lead.change_24h)}) · {stories} · {day}"
+        """``BTC $63,957 (+0.6%) · 8 stories · Tue 24 Nov``; no price when the prices are stale."""
+        return subject_line(
+            newsletter_name,
+            edition_date=self.edition_date,
+            stories=len(self.stories),
+            lead=self.market.coins[0] if self.market and self.market.coins else None,
+            stale=bool(self.market and self.market.stale),
+        )
 
-    def preheader(self) -> str:
+    def summary(self, timezone: str = "UTC") -> str:
+        """The market summary, starting with the time of the prices when they are stale."""
+        if self.market is None:
+            return ""
+        if self.market.stale:
+            return stale_prefix(self.market.as_of, timezone) + self.market.summary
+        return self.market.summary
+
+    def preheader(self, timezone: str = "UTC") -> str:
         if self.market is not None:
-            return self.market.summary
+            return self.summary(timezone)
         if self.stories:
             return self.stories[0].title
         return "Today's crypto market and the stories worth reading."
-
-
-# Stories
-
-
-def select_articles(
-    session: Session,
-    *,
-    count: int,
-    now: datetime,
-    since: datetime | None,
-    per_source_cap: int,
-    source_caps: Mapping[str, int] | None = None,
-) -> list[Article]:
-    """The edition's stories: new since ``since``, never used by another edition, sources mixed.
-
-    A story counts as new when it was published, or first seen, since ``since`` (a feed that lags
-    still gets its stories in). Duplicates across feeds (same normalised title) count once. The
-    order interleaves the sources, newest first within each round, and no source gives more than
-    its cap.
-    """
-    used = select(IssueArticle.article_id)
-    query = (
-        select(Article)
-        .where(Article.id.not_in(used), Article.published_at <= now)
-        .order_by(Article.published_at.desc(), Article.id.desc())
-        .limit(max(count * 20, 200))
-    )
-    if since is not None:
-        query = query.where(or_(Article.published_at >= since, Article.first_seen_at >= since))
-    caps = dict(source_caps or {})
-    titles: set[str] = set()
-    by_source: dict[str, list[Article]] = {}
-    for article in session.scalars(query):
-        if article.title_key in titles:
-            continue
-        titles.add(article.title_key)
-        queue = by_source.setdefault(article.source, [])
-        if len(queue) < caps.get(article.source, per_source_cap):
-            queue.append(article)
-    chosen: list[Article] = []
-    while len(chosen) < count and any(by_source.values()):
-        heads = sorted(
-            (queue.pop(0) for queue in by_source.values() if queue),
-            key=lambda article: (article.published_at, article.id),
-            reverse=True,
-        )
-        chosen.extend(heads[: count - len(chosen)])
-    return chosen
-
-
-def window_start(
-    session: Session, *, edition_date: date, now: datetime, max_age: timedelta | None
-) -> datetime | None:
-    """Where an edition's news starts: the previous edition's build, or 24 h back, within ``max_age``.
-
-    ``max_age`` None means no window at all (replaying recorded feeds).
-    """
-    if max_age is None:
-        return None
-    previous = session.scalar(
-        select(Issue.built_at)
-        .where(
-            Issue.edition_date < edition_date,
-            Issue.status.in_([IssueStatus.SENDING, IssueStatus.SENT]),
-        )
-        .order_by(Issue.edition_date.desc())
-    )
-    start = previous if previous is not None else now - timedelta(hours=24)
-    return max(start, now - max_age)
-
-
-def stories_from(articles: Sequence[Article]) -> tuple[Story, ...]:
-    return tuple(
-        Story(
-            title=article.title,
-            url=article.url,
-            source=article.source,
-            published_at=article.published_at,
-            teaser=article.summary,
-            author=article.author,
-            image_url=article.image_url
-            if (article.image_url or "").startswith("https://")
-            else None,
-        )
-        for article in articles
-    )
 
 
 # Market
@@ -271,13 +185,20 @@ def latest_market(
     now: datetime,
     max_age: timedelta,
     top_coins: int = 100,
+    jump_factor: float | None = None,
 ) -> Market | None:
     """The newest stored snapshot of the watchlist with its context, or None when there is none."""
     fetched_at = session.scalar(select(func.max(MarketSnapshot.fetched_at)))
     if fetched_at is None:
         return None
     return market_at(
-        session, fetched_at, coins=coins, now=now, max_age=max_age, top_coins=top_coins
+        session,
+        fetched_at,
+        coins=coins,
+        now=now,
+        max_age=max_age,
+        top_coins=top_coins,
+        jump_factor=jump_factor,
     )
 
 
@@ -289,8 +210,12 @@ def market_at(
     now: datetime,
     max_age: timedelta,
     top_coins: int = 100,
+    jump_factor: float | None = None,
 ) -> Market | None:
-    """The market picture of one fetch (what an edition showed), for the coins given."""
+    """The market picture of one fetch (what an edition showed), for the coins given.
+
+    With ``jump_factor`` a price beyond that factor from the coin's previous reading is held (n/a).
+    """
     rows: dict[str, MarketSnapshot] = {}
     for row in session.scalars(
         select(MarketSnapshot)
@@ -306,8 +231,7 @@ def market_at(
         for row in rows.values()
         if row.market_cap_rank is not None and row.market_cap_rank <= top_coins
     ]
-    updated = [row.source_updated_at for row in watchlist if row.source_updated_at is not None]
-    as_of = max(updated) if updated else fetched_at
+    as_of = trusted_as_of((row.source_updated_at for row in watchlist), fetched_at=fetched_at)
     # Context from the same fetch run (totals) and the same days (the index is published daily).
     totals_row = session.scalar(
         select(MarketGlobal)
@@ -317,19 +241,30 @@ def market_at(
     mood_row = session.scalar(
         select(SentimentReading)
         .where(SentimentReading.measured_at >= as_of - timedelta(days=2))
+        .where(SentimentReading.measured_at <= fetched_at + validation.CLOCK_SKEW)
         .order_by(SentimentReading.measured_at.desc())
     )
     totals = None
     if totals_row is not None:
         totals = Totals(
-            market_cap=totals_row.total_market_cap,
-            market_cap_change_24h=totals_row.market_cap_change_24h,
-            btc_dominance=totals_row.btc_dominance,
+            market_cap=checked("total_market_cap", totals_row.total_market_cap),
+            market_cap_change_24h=checked(
+                "market_cap_change_24h", totals_row.market_cap_change_24h
+            ),
+            btc_dominance=checked("btc_dominance", totals_row.btc_dominance),
             currency=totals_row.vs_currency,
         )
     mood = None
-    if mood_row is not None:
+    if mood_row is not None and checked("fear_greed", mood_row.value) is not None:
         mood = Mood(value=mood_row.value, label=mood_row.label, measured_at=mood_row.measured_at)
+    previous = None
+    if jump_factor is not None:
+        previous = previous_prices(
+            session,
+            [row.coin_id for row in [*watchlist, *ranked]],
+            before=fetched_at,
+            vs_currency=watchlist[0].vs_currency,
+        )
     return build_market(
         watchlist,
         now=now,
@@ -338,18 +273,30 @@ def market_at(
         movers=ranked if top_coins > 0 and len(ranked) > len(watchlist) else None,
         totals=totals,
         mood=mood,
+        previous=previous,
+        jump_factor=jump_factor,
     )
 
 
-def _row(snapshot: MarketSnapshot) -> CoinRow:
+def _row(
+    snapshot: MarketSnapshot,
+    *,
+    previous: Mapping[str, float] | None = None,
+    jump_factor: float | None = None,
+) -> CoinRow:
+    values = trusted(
+        snapshot,
+        previous_price=(previous or {}).get(snapshot.coin_id),
+        jump_factor=jump_factor if previous is not None else None,
+    )
     return CoinRow(
         coin_id=snapshot.coin_id,
-        symbol=snapshot.symbol,
-        name=snapshot.name,
-        price=snapshot.price,
-        change_24h=snapshot.change_24h,
-        change_7d=snapshot.change_7d,
-        trend=sparkline(snapshot.sparkline_7d or ()),
+        symbol=validation.clean_label("symbol", snapshot.symbol) or "?",
+        name=validation.clean_label("name", snapshot.name) or snapshot.coin_id,
+        price=values.price,
+        change_24h=values.change_24h,
+        change_7d=values.change_7d,
+        trend=sparkline(values.sparkline),
         currency=snapshot.vs_currency,
     )
 
@@ -363,14 +310,24 @@ def build_market(
     movers: Sequence[MarketSnapshot] | None = None,
     totals: Totals | None = None,
     mood: Mood | None = None,
+    previous: Mapping[str, float] | None = None,
+    jump_factor: float | None = None,
 ) -> Market:
-    """The market section from stored rows; movers from ``movers`` (the top coins) or the watchlist."""
-    coins = tuple(_row(row) for row in snapshots)
-    updated = [row.source_updated_at for row in snapshots if row.source_updated_at is not None]
-    as_of = max(updated) if updated else fetched_at
-    pool = [_row(row) for row in movers] if movers else list(coins)
+    """The market section from stored rows; movers from ``movers`` (the top coins) or the watchlist.
+
+    Stablecoins and wrapped, staked or bridged tokens are never movers (``newsletter.movers``).
+    """
+    coins = tuple(_row(row, previous=previous, jump_factor=jump_factor) for row in snapshots)
+    as_of = trusted_as_of((row.source_updated_at for row in snapshots), fetched_at=fetched_at)
+    pool = (
+        [_row(row, previous=previous, jump_factor=jump_factor) for row in movers]
+        if movers
+        else list(coins)
+    )
+    considered = len(pool)
+    pool = [coin for coin in pool if not is_mirror(coin.coin_id, coin.symbol, coin.name)]
     ranked = sorted(
-        (coin for coin in pool if coin.change_24h is not None),
+        (coin for coin in pool if coin.change_24h is not None and coin.price is not None),
         key=lambda coin: coin.change_24h or 0.0,
         reverse=True,
     )
@@ -386,37 +343,5 @@ def build_market(
         fetched_at=fetched_at,
         totals=totals,
         mood=mood,
-        movers_from=len(pool),
+        movers_from=considered,
     )
-
-
-def summary_line(coins: Sequence[CoinRow]) -> str:
-    """One sentence on the day, from the numbers alone.
-
-    ``Bitcoin rose 0.6% to $63,957.00 in 24 h; 10 of 17 tracked coins are up, SUI leading (+2.4%)
-    and SOL trailing (-1.3%).``
-    """
-    known = [coin for coin in coins if coin.change_24h is not None]
-    if not known:
-        return "Prices are in; 24-hour changes are not available."
-    lead = known[0]
-    change = lead.change_24h or 0.0
-    if round(change, 1) == 0:
-        move = f"held steady at {lead.price_text}"
-    else:
-        verb = "rose" if change > 0 else "fell"
-        move = f"{verb} {abs(round(change, 1)):.1f}% to {lead.price_text}"
-    sentence = f"{lead.name} {move} in 24 h"
-    if len(known) < 2:
-        return sentence + "."
-    up = sum(1 for coin in known if round(coin.change_24h or 0.0, 1) > 0)
-    best = max(known, key=lambda coin: coin.change_24h or 0.0)
-    worst = min(known, key=lambda coin: coin.change_24h or 0.0)
-    sentence += f"; {up} of {len(known)} tracked coins are up"
-    if (best.change_24h or 0) > 0:
-        sentence += f", {best.symbol} leading ({best.change_24h_text})"
-        if (worst.change_24h or 0) < 0:
-            sentence += f" and {worst.symbol} trailing ({worst.change_24h_text})"
-    elif (worst.change_24h or 0) < 0:
-        sentence += f", {worst.symbol} falling most ({worst.change_24h_text})"
-    return sentence + "."

@@ -75,19 +75,15 @@ def compose_digest(
     session: Session, settings: Settings, *, edition_date: date, now: datetime
 ) -> tuple[Digest, list[Article]]:
     """The digest of an edition and the stored articles it shows."""
-    max_age = settings.max_article_age_hours
+    window = timedelta(hours=settings.max_article_age_hours) or None
     articles = select_articles(
         session,
         count=settings.article_count,
         now=now,
-        since=window_start(
-            session,
-            edition_date=edition_date,
-            now=now,
-            max_age=timedelta(hours=max_age) if max_age else None,
-        ),
+        since=window_start(session, edition_date=edition_date, now=now, max_age=window),
         per_source_cap=settings.per_source_cap,
         source_caps={feed.name: feed.max_items for feed in settings.feeds if feed.max_items},
+        oldest=now - window if window else None,
     )
     market = latest_market(
         session,
@@ -95,6 +91,7 @@ def compose_digest(
         now=now,
         max_age=timedelta(minutes=settings.market_max_age_minutes),
         top_coins=settings.market.top_coins,
+        jump_factor=settings.market_max_jump_factor,
     )
     digest = edition_digest(
         settings, edition_date=edition_date, stories=stories_from(articles), market=market
@@ -334,6 +331,7 @@ def compose_variant(
             now=issue.built_at,
             max_age=timedelta(minutes=settings.market_max_age_minutes),
             top_coins=settings.market.top_coins,
+            jump_factor=settings.market_max_jump_factor,
         )
     return edition_digest(
         settings,

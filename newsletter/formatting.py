@@ -68,8 +68,12 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     low, high = min(points), max(points)
     if high == low:
         return SPARK_BARS[3] * len(points)
-    scale = (len(SPARK_BARS) - 1) / (high - low)
-    return "".join(SPARK_BARS[round((point - low) * scale)] for point in points)
+    # Halved so that no difference overflows, whatever the magnitudes (1e308 and -1e308).
+    span = high / 2 - low / 2
+    top = len(SPARK_BARS) - 1
+    return "".join(
+        SPARK_BARS[min(top, max(0, round((point / 2 - low / 2) / span * top)))] for point in points
+    )
 
 
 def format_large(value: float | None, currency: str = "usd") -> str:

@@ -22,6 +22,7 @@ from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.models import Article, MarketGlobal, MarketSnapshot, SentimentReading, SourceState
 from newsletter.sanitise import title_key
+from newsletter.sources import validation
 from newsletter.sources.feeds import FeedItem, FeedSource, parse_feed
 from newsletter.sources.fetch import Fetched, Validators
 from newsletter.sources.market import (
@@ -234,11 +235,25 @@ def store_quotes(
             change_7d=quote.change_7d,
             sparkline_7d=list(quote.sparkline_7d) or None,
             image_url=quote.image_url,
-            source_updated_at=quote.source_updated_at,
+            source_updated_at=_not_future(quote.source_updated_at, fetched_at, quote.coin_id),
             fetched_at=fetched_at,
         )
         for quote in quotes
     )
+
+
+def _not_future(stamp: datetime | None, fetched_at: datetime, what: str) -> datetime | None:
+    """A source's timestamp, or the fetch time when the source claims a time still to come."""
+    trusted = validation.not_future(stamp, fetched_at=fetched_at)
+    if trusted is not stamp:
+        validation.REJECTIONS.record(
+            "coins" if what != "totals" else "totals",
+            "timestamp",
+            f"{stamp} is in the future (fetched at {fetched_at}); using the fetch time",
+            source="market data",
+            what=what,
+        )
+    return trusted
 
 
 def store_totals(
@@ -252,7 +267,7 @@ def store_totals(
             market_cap_change_24h=totals.market_cap_change_24h,
             btc_dominance=totals.btc_dominance,
             eth_dominance=totals.eth_dominance,
-            source_updated_at=totals.source_updated_at,
+            source_updated_at=_not_future(totals.source_updated_at, fetched_at, "totals"),
             fetched_at=fetched_at,
         )
     )
@@ -266,7 +281,8 @@ def store_sentiment(
         statement.values(
             value=reading.value,
             label=reading.label,
-            measured_at=reading.measured_at,
+            measured_at=validation.not_future(reading.measured_at, fetched_at=fetched_at)
+            or fetched_at,
             fetched_at=fetched_at,
         ).returning(SentimentReading.id)
     )

@@ -119,7 +119,7 @@ class Renderer:
 
     def _render(self, digest: Digest, *, context: EditionContext) -> RenderedEdition:
         subject = digest.subject(context.newsletter_name)
-        preheader = digest.preheader()
+        preheader = digest.preheader(context.timezone)
         values = {
             "digest": digest,
             "market": digest.market,
@@ -127,6 +127,7 @@ class Renderer:
             "sponsor": digest.sponsor,
             "subject": subject,
             "preheader": preheader,
+            "summary": digest.summary(context.timezone),
             "edition": context,
             "archive_url": context.links.archive(digest.edition_date),
             "home_url": context.links.home(),

@@ -270,7 +270,8 @@ def test_test_send_goes_to_one_address_and_leaves_the_ledger(
     assert "Sent a test copy" in result.stdout
     assert [message.recipients for message in smtp_server.messages] == [["editor@example.org"]]
     message = email.message_from_bytes(smtp_server.messages[0].data, policy=email.policy.default)
-    assert str(message["Subject"]).startswith("[Test] BTC $63,957")
+    # built now, from prices recorded on 24 Nov: the subject leaves the stale price out
+    assert str(message["Subject"]).startswith("[Test] Daily Crypto Insights · ")
     status = ok(run("issue", "status", "--date", EDITION)).stdout
     assert "draft" in status and "0 sent" in status
 

@@ -72,8 +72,11 @@ def test_demo_delivers_one_well_formed_digest_to_every_subscriber(workdir: Path)
         for header in ("From", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
             assert message[header], f"missing {header}"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert "BTC $63,957" in str(message["Subject"])
+        # The recorded prices are from 24 Nov 2026: never stated as today's.
+        assert "$" not in str(message["Subject"])
         assert "$63,957.00" in html and "$63,957.00" in text
+        lead = text.replace("\r\n", "\n").split("\n\n", 2)[1]
+        assert lead.startswith("Latest prices available, from 24 Nov 2026")
 
 
 def test_demo_twice_sends_nothing_new(workdir: Path) -> None:

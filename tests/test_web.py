@@ -20,6 +20,8 @@ from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.config import Settings
+from newsletter.models import MarketSnapshot
+from newsletter.web import pages
 from newsletter.web.command import web as web_command
 from subscribers.model import MailFormat, SubscriberStatus
 from subscribers.service import import_rows, read_csv
@@ -262,6 +264,37 @@ def test_preferences_show_and_save_every_choice(web_db: Web) -> None:
     assert subscriber is not None
     assert (subscriber.watchlist, subscriber.sections, subscriber.paused) == (None, None, False)
     assert subscriber.send_hour is None and subscriber.timezone is None
+
+
+def test_preferences_name_coins_properly_not_by_api_id(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page showed "Binancecoin", "Ripple", "Near" (API ids) before the market data named them."""
+    monkeypatch.setattr(pages, "_coin_cache", {})
+    web.subscribed("reader@example.com")
+    path = preferences_path(web, "reader@example.com")
+    page = web.client.get(path).text
+    for label in ("BNB (BNB)", "XRP (XRP)", "NEAR Protocol (NEAR)", "Avalanche (AVAX)"):
+        assert label in page
+    for api_id in ("Binancecoin", "Ripple", "Near<", "Avalanche 2"):
+        assert api_id not in page
+    # once fetched, the newest snapshot names a coin; a hostile name never reaches the page
+    with web.app.database.transaction() as session:
+        for name, symbol in (("Old Name", "OLD"), ("Ripple Renamed", "xrp"), ("X\r\nY", "XRP")):
+            session.add(
+                MarketSnapshot(
+                    coin_id="ripple",
+                    symbol=symbol,
+                    name=name,
+                    vs_currency="usd",
+                    price=2.0,
+                    fetched_at=FIXED_NOW,
+                )
+            )
+            session.flush()
+    monkeypatch.setattr(pages, "_coin_cache", {})
+    page = web.client.get(path).text
+    assert "XRP (XRP)" in page and "Ripple Renamed" not in page and "Old Name" not in page
 
 
 def test_invalid_preferences_are_refused_field_by_field(web: Web) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import SourceError
+from newsletter.sources import validation
 from newsletter.sources.fetch import Fetcher, is_remote
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,11 @@ class MarketSource:
 
 
 def parse_markets(body: bytes, *, source: str) -> list[CoinQuote]:
-    """Quotes from a ``/coins/markets`` response; coins with an unusable price are skipped."""
+    """Quotes from a ``/coins/markets`` response, every value checked (``validation``).
+
+    A coin without a believable price, symbol or name is left out; any other failing value becomes
+    None (shown as n/a). A response whose values mostly fail is a ``SourceError`` (unavailable).
+    """
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -136,54 +141,109 @@ def parse_markets(body: bytes, *, source: str) -> list[CoinQuote]:
         raise SourceError(f"{source}: market data API refused the request: {data['status']}")
     if not isinstance(data, list):
         raise SourceError(f"{source}: market data is not a list of coins")
+    tally = _Tally(source=source, part="coins")
     quotes = []
     for raw in data:
-        quote = _quote(raw)
+        quote = _quote(raw, tally)
         if quote is None:
-            log.warning("%s: skipped a coin without a usable price: %.200r", source, raw)
+            log.warning("%s: skipped a coin without a usable price or name: %.200r", source, raw)
             continue
         quotes.append(quote)
+    if validation.mostly_failed(checked=len(data), failed=len(data) - len(quotes)):
+        raise SourceError(
+            f"{source}: market data is unusable: most of its values failed validation "
+            f"({len(data) - len(quotes)} of {len(data)} coins without a believable price or name)"
+        )
+    tally.raise_if_mostly_failed("market data")
     return quotes
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+@dataclass(slots=True)
+class _Tally:
+    """Counts the values checked and refused in one response."""
+
+    source: str
+    part: str
+    checked: int = 0
+    failed: int = 0
+
+    def number(self, field: str, value: Any, *, what: str = "") -> float | None:
+        self.checked += 1
+        result = validation.check(field, value)
+        if result.reason is not None:
+            self.failed += 1
+            validation.REJECTIONS.record(
+                self.part, field, result.reason, source=self.source, what=what
+            )
+        return result.value
+
+    def label(self, field: str, value: Any, *, what: str = "") -> str | None:
+        self.checked += 1
+        text = validation.clean_label(field, value)
+        if text is None:
+            self.failed += 1
+            validation.REJECTIONS.record(
+                self.part, field, f"malformed {field} {value!r:.60}", source=self.source, what=what
+            )
+        return text
+
+    def raise_if_mostly_failed(self, what: str) -> None:
+        if validation.mostly_failed(checked=self.checked, failed=self.failed):
+            raise SourceError(
+                f"{self.source}: {what} is unusable: most of its values failed validation "
+                f"({self.failed} of {self.checked})"
+            )
 
 
-def _quote(raw: Any) -> CoinQuote | None:
+def _quote(raw: Any, tally: _Tally) -> CoinQuote | None:
     if not isinstance(raw, dict):
+        tally.checked += 1
+        tally.failed += 1
         return None
-    coin_id, symbol, name = raw.get("id"), raw.get("symbol"), raw.get("name")
-    price = _number(raw.get("current_price"))
-    if not (isinstance(coin_id, str) and isinstance(symbol, str) and isinstance(name, str)):
+    coin_id = raw.get("id")
+    if not isinstance(coin_id, str) or validation.clean_label("symbol", coin_id[:20]) is None:
+        tally.checked += 1
+        tally.failed += 1
         return None
-    if price is None or price < 0:
-        return None
+    what = coin_id[:40]
+    symbol = tally.label("symbol", raw.get("symbol"), what=what)
+    name = tally.label("name", raw.get("name"), what=what)
+    price = tally.number("price", raw.get("current_price"), what=what)
+    if raw.get("current_price") is None:  # checked above, but missing is no failure elsewhere
+        tally.failed += 1
+        validation.REJECTIONS.record("coins", "price", "missing", source=tally.source, what=what)
     series = raw.get("sparkline_in_7d")
     points = series.get("price") if isinstance(series, dict) else None
     sparkline = tuple(
         number
-        for number in (_number(value) for value in (points if isinstance(points, list) else ()))
+        for number in (
+            validation.check("sparkline", value).value
+            for value in (points if isinstance(points, list) else ())
+        )
         if number is not None
     )
-    rank = raw.get("market_cap_rank")
+    rank = tally.number("market_cap_rank", raw.get("market_cap_rank"), what=what)
+    market_cap = tally.number("market_cap", raw.get("market_cap"), what=what)
+    change_24h = tally.number(
+        "change_24h",
+        raw.get("price_change_percentage_24h_in_currency", raw.get("price_change_percentage_24h")),
+        what=what,
+    )
+    change_7d = tally.number(
+        "change_7d", raw.get("price_change_percentage_7d_in_currency"), what=what
+    )
+    if symbol is None or name is None or price is None:
+        return None
     image = raw.get("image")
     return CoinQuote(
         coin_id=coin_id[:100],
-        symbol=symbol.upper()[:30],
-        name=name[:100],
+        symbol=symbol.upper(),
+        name=name,
         price=price,
-        market_cap=_number(raw.get("market_cap")),
-        market_cap_rank=rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
-        change_24h=_number(
-            raw.get(
-                "price_change_percentage_24h_in_currency", raw.get("price_change_percentage_24h")
-            )
-        ),
-        change_7d=_number(raw.get("price_change_percentage_7d_in_currency")),
+        market_cap=market_cap,
+        market_cap_rank=int(rank) if rank is not None else None,
+        change_24h=change_24h,
+        change_7d=change_7d,
         sparkline_7d=sparkline,
         image_url=image if isinstance(image, str) and image.startswith("https://") else None,
         source_updated_at=_timestamp(raw.get("last_updated")),
@@ -207,21 +267,27 @@ def parse_global(body: bytes, *, vs_currency: str, source: str) -> MarketTotals:
     if not isinstance(inner, dict):
         raise SourceError(f"{source}: market totals have no 'data' object")
 
+    tally = _Tally(source=source, part="totals")
+
     def currency(key: str) -> float | None:
         table = inner.get(key)
-        return _number(table.get(vs_currency)) if isinstance(table, dict) else None
+        return tally.number(key, table.get(vs_currency) if isinstance(table, dict) else None)
 
     shares = inner.get("market_cap_percentage")
     shares = shares if isinstance(shares, dict) else {}
     updated = inner.get("updated_at")
-    return MarketTotals(
+    totals = MarketTotals(
         total_market_cap=currency("total_market_cap"),
         total_volume=currency("total_volume"),
-        market_cap_change_24h=_number(inner.get("market_cap_change_percentage_24h_usd")),
-        btc_dominance=_number(shares.get("btc")),
-        eth_dominance=_number(shares.get("eth")),
+        market_cap_change_24h=tally.number(
+            "market_cap_change_24h", inner.get("market_cap_change_percentage_24h_usd")
+        ),
+        btc_dominance=tally.number("btc_dominance", shares.get("btc")),
+        eth_dominance=tally.number("eth_dominance", shares.get("eth")),
         source_updated_at=_unix(updated),
     )
+    tally.raise_if_mostly_failed("the market totals response")
+    return totals
 
 
 def parse_fear_greed(body: bytes, *, source: str) -> Sentiment:
@@ -238,8 +304,12 @@ def parse_fear_greed(body: bytes, *, source: str) -> Sentiment:
             f"{source}: the Fear & Greed value {newest.get('value')!r} is not a number"
         ) from None
     measured = _unix(newest.get("timestamp"))
-    label = str(newest.get("value_classification") or "").strip()[:40]
-    if not 0 <= value <= 100 or measured is None or not label:
+    label = validation.clean_label("name", newest.get("value_classification"))
+    checked = validation.check("fear_greed", value)
+    if checked.reason is not None or label is None or measured is None or len(label) > 40:
+        validation.REJECTIONS.record(
+            "sentiment", "fear_greed", checked.reason or "malformed reading", source=source
+        )
         raise SourceError(f"{source}: the Fear & Greed reading {newest!r:.200} is not usable")
     return Sentiment(value=value, label=label, measured_at=measured)
 

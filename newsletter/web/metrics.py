@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsletter.sources.validation import rejection_counts
+
 Labels = tuple[tuple[str, str], ...]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -145,8 +147,22 @@ class Metrics:
                 "When this web process started (Unix time).",
                 {(): self.started},
             )
+        lines += market_rejections()
         lines += extra
         return "\n".join(lines) + "\n"
+
+
+def market_rejections() -> list[str]:
+    """Market values this process refused (``sources.validation``), by part, field and reason."""
+    name = "newsletter_market_values_rejected_total"
+    lines = [
+        f"# HELP {name} Market data values refused as implausible, by part, field and reason.",
+        f"# TYPE {name} counter",
+    ]
+    for (part, field_name, reason), count in sorted(rejection_counts().items()):
+        labels = (("part", part), ("field", field_name), ("reason", reason))
+        lines.append(f"{name}{_labels(labels)} {_number(count)}")
+    return lines
 
 
 class RequestMetrics:

@@ -17,7 +17,8 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from newsletter.models import Issue, IssueStatus, MarketSnapshot
+from newsletter.coins import coin_labels
+from newsletter.models import Issue, IssueStatus
 from newsletter.web.mails import Recipient
 from newsletter.web.security import has_line_break
 from newsletter.web.state import State, WebState
@@ -356,26 +357,11 @@ def _coins(state: WebState) -> list[Coin]:
     if cached and time.monotonic() - cached[0] < 600:
         return cached[1]
     with state.app.database.transaction(readonly=True) as session:
-        rows = session.execute(
-            select(
-                MarketSnapshot.coin_id,
-                func.max(MarketSnapshot.name),
-                func.max(MarketSnapshot.symbol),
-            )
-            .where(MarketSnapshot.coin_id.in_(ids))
-            .group_by(MarketSnapshot.coin_id)
-        ).all()
-    names = {coin: f"{name} ({symbol.upper()})" for coin, name, symbol in rows}
-    coins = [Coin(coin, names.get(coin) or _readable(coin)) for coin in ids]
-    if len(names) == len(ids):  # cache only once the market data names every coin
+        named = coin_labels(session, ids)
+    coins = [Coin(coin, named.labels[coin]) for coin in ids]
+    if named.complete:  # cache only once the market data names every coin
         _coin_cache[ids] = (time.monotonic(), coins)
     return coins
-
-
-def _readable(coin_id: str) -> str:
-    """A name for a coin the market data has not named yet: 'avalanche-2' → 'Avalanche'."""
-    words = [word for word in coin_id.split("-") if not word.isdigit()]
-    return " ".join(words).title() or coin_id
 
 
 @functools.cache

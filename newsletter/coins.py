@@ -1,0 +1,75 @@
+"""How a coin is named to a reader: its proper name and symbol from the market data.
+
+The newest stored snapshot of a coin names it (checked like any market value, so a hostile name
+never reaches a page). Before the first fetch, the coins of the default watchlist are named from a
+table of their proper names; any other coin by its id made readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.models import MarketSnapshot
+from newsletter.sources.validation import clean_label
+
+#: The default watchlist's coins as the market data names them: id → (name, symbol).
+KNOWN_COINS: dict[str, tuple[str, str]] = {
+    "bitcoin": ("Bitcoin", "BTC"),
+    "ethereum": ("Ethereum", "ETH"),
+    "solana": ("Solana", "SOL"),
+    "binancecoin": ("BNB", "BNB"),
+    "ripple": ("XRP", "XRP"),
+    "cardano": ("Cardano", "ADA"),
+    "dogecoin": ("Dogecoin", "DOGE"),
+    "polkadot": ("Polkadot", "DOT"),
+    "avalanche-2": ("Avalanche", "AVAX"),
+    "chainlink": ("Chainlink", "LINK"),
+    "uniswap": ("Uniswap", "UNI"),
+    "cosmos": ("Cosmos Hub", "ATOM"),
+    "litecoin": ("Litecoin", "LTC"),
+    "arbitrum": ("Arbitrum", "ARB"),
+    "near": ("NEAR Protocol", "NEAR"),
+    "filecoin": ("Filecoin", "FIL"),
+    "sui": ("Sui", "SUI"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CoinLabels:
+    """``labels``: coin id → "Name (SYMBOL)", in the order asked; ``complete``: all from market data."""
+
+    labels: dict[str, str]
+    complete: bool
+
+
+def coin_labels(session: Session, coin_ids: Sequence[str]) -> CoinLabels:
+    """The label of each coin: its newest snapshot's name and symbol, else a known or readable name."""
+    newest = (
+        select(MarketSnapshot.coin_id, func.max(MarketSnapshot.id).label("id"))
+        .where(MarketSnapshot.coin_id.in_(list(coin_ids)))
+        .group_by(MarketSnapshot.coin_id)
+        .subquery()
+    )
+    named: dict[str, str] = {}
+    for row in session.execute(
+        select(MarketSnapshot.coin_id, MarketSnapshot.name, MarketSnapshot.symbol).join(
+            newest, MarketSnapshot.id == newest.c.id
+        )
+    ):
+        name, symbol = clean_label("name", row.name), clean_label("symbol", row.symbol)
+        if name and symbol:
+            named[row.coin_id] = f"{name} ({symbol.upper()})"
+    labels = {coin: named.get(coin) or _fallback(coin) for coin in coin_ids}
+    return CoinLabels(labels=labels, complete=len(named) == len(set(coin_ids)))
+
+
+def _fallback(coin_id: str) -> str:
+    known = KNOWN_COINS.get(coin_id)
+    if known is not None:
+        return f"{known[0]} ({known[1]})"
+    words = [word for word in coin_id.split("-") if not word.isdigit()]
+    return " ".join(words).title() or coin_id
