@@ -29,6 +29,7 @@ import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -164,7 +165,7 @@ def main() -> None:
             ROOT / "examples" / "demo.toml",
             database_url=url,
             admin_token=TOKEN,
-            outbox_dir=Path(os.environ.get("TMPDIR", "/tmp")) / name,
+            outbox_dir=Path(tempfile.mkdtemp(prefix="newsletter-bench-outbox-")),
         )
         app = bootstrap(settings)
         client = TestClient(create_app(app))
