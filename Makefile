@@ -51,6 +51,7 @@ bench: install
 	$(RUN) python benchmarks/personalise.py
 	$(RUN) python benchmarks/signing.py
 	$(RUN) python benchmarks/web.py
+	$(RUN) python benchmarks/metrics.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

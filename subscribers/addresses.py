@@ -35,3 +35,52 @@ def normalise(raw: str) -> Address:
         raise InvalidAddress(f"{candidate!r} is not a valid email address: {exc}") from None
     key = f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
     return Address(email=result.normalized, key=key)
+
+
+# Mailbox providers that deliver ``local+tag@domain`` to ``local@domain`` (plus tags), and those that
+# also ignore dots in the local part. Only these fold variants into one mailbox: at any other domain
+# ``a+b`` and ``a.b`` may be different people, so they count apart. ``CANONICAL_DOMAIN`` maps a
+# provider's second name to its first (googlemail.com is gmail.com).
+IGNORE_DOTS_AND_PLUS_TAGS = frozenset({"gmail.com", "googlemail.com"})
+IGNORE_PLUS_TAGS = frozenset(
+    {
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "fastmail.com",
+        "fastmail.fm",
+        "proton.me",
+        "protonmail.com",
+        "protonmail.ch",
+        "pm.me",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "hey.com",
+        "mailbox.org",
+        "posteo.de",
+    }
+)
+CANONICAL_DOMAIN = {"googlemail.com": "gmail.com"}
+
+
+def mailbox_key(key: str) -> str:
+    """The mailbox an address reaches, for counting: plus-tag and dot variants fold into one.
+
+    ``key`` is an :attr:`Address.key` (lower-cased). ``J.Doe+news@googlemail.com`` and
+    ``jdoe@gmail.com`` give the same mailbox; ``ann+x@outlook.com`` gives ``ann@outlook.com`` but
+    ``a.nn@outlook.com`` stays itself; an address at a domain not listed above is its own mailbox.
+    """
+    local, _, domain = key.rpartition("@")
+    if domain in IGNORE_DOTS_AND_PLUS_TAGS:
+        local = local.split("+", 1)[0].replace(".", "")
+    elif domain in IGNORE_PLUS_TAGS:
+        local = local.split("+", 1)[0]
+    if not local:  # "+tag@gmail.com" names no mailbox of its own: count it as given
+        return key
+    return f"{local}@{CANONICAL_DOMAIN.get(domain, domain)}"

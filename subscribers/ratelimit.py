@@ -1,5 +1,9 @@
 """Rate limits kept in the database, so that every worker process and host counts together.
 
+The signup policy lives here too (:func:`check_signup`, :func:`allow_subscription_mail`): who is
+counted as one client (an IPv4 address, an IPv6 /64) and as one mailbox (plus-tag and dot variants at
+the providers that ignore them, see :func:`subscribers.addresses.mailbox_key`).
+
 Fixed windows: a hit increments the row of ``(scope, who, window)`` with one
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` and compares the count with the limit. Identities are
 stored hashed (an IP address or an email address never lands in this table in clear). Rows of past
@@ -9,6 +13,7 @@ windows are purged in batches when a new window of a busy limit starts.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +21,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from subscribers.addresses import mailbox_key
 from subscribers.model import RateLimitBucket
+
+SIGNUP_WINDOW = timedelta(hours=1)
+MAIL_WINDOW = timedelta(days=1)
+IPV6_CLIENT_PREFIX = 64  # one site, one customer line: providers hand out a /64 or more
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +98,63 @@ def purge(session: Session, *, now: datetime, batch: int = 1000) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def client_key(ip: str) -> str:
+    """The identity one client is limited as: its IPv4 address, or the /64 of its IPv6 address.
+
+    An IPv6 host picks any of the 2**64 addresses of its network at will (privacy extensions), so
+    counting per address would not limit it at all. An IPv4-mapped IPv6 address counts as its IPv4
+    address. Anything that is not an IP address is counted as given.
+    """
+    try:
+        address = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
+
+
+@dataclass(frozen=True, slots=True)
+class SignupPolicy:
+    """Subscribe requests per client and per mailbox an hour; subscription mails per mailbox a day."""
+
+    per_client: int
+    per_mailbox: int
+    mails_per_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    scope: str  # "subscribe-ip" or "subscribe-address"
+    decision: Decision
+
+
+def check_signup(
+    session: Session, policy: SignupPolicy, *, ip: str, address_key: str, now: datetime
+) -> Refusal | None:
+    """Count one subscribe request of ``ip`` for ``address_key``; the refusal, or None to go on.
+
+    The client is counted first; a request it refuses is not counted against the mailbox, so that
+    a flood from one client cannot lock a stranger's address out.
+    """
+    for scope, count, who, purge_expired in (
+        ("subscribe-ip", policy.per_client, client_key(ip), True),
+        ("subscribe-address", policy.per_mailbox, mailbox_key(address_key), False),
+    ):
+        limit = Limit(scope, count, SIGNUP_WINDOW)
+        decision = hit(session, limit, who, now=now, purge_expired=purge_expired)
+        if not decision:
+            return Refusal(scope, decision)
+    return None
+
+
+def allow_subscription_mail(
+    session: Session, policy: SignupPolicy, *, address_key: str, now: datetime
+) -> bool:
+    """Count one subscription mail (confirm, already subscribed) to the mailbox; False: over the cap."""
+    cap = Limit("subscription-mail", policy.mails_per_day, MAIL_WINDOW)
+    return bool(hit(session, cap, mailbox_key(address_key), now=now))

@@ -30,6 +30,7 @@ from subscribers.errors import (
 )
 from subscribers.model import SUPPRESSED, Subscriber, SubscriberStatus, Suppression
 from subscribers.privacy import address_hash, suppressed_keys
+from subscribers.spreadsheet import neutralise, restore
 
 Transaction = Callable[[], AbstractContextManager[Session]]
 
@@ -207,6 +208,7 @@ def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]
         line = reader.line_num
         if not values or all(not value.strip() for value in values):
             continue
+        values = [restore(value) for value in values]
         raw = values[email_at].strip() if email_at < len(values) else ""
         if len(values) != len(columns):
             yield RejectedRow(
@@ -341,22 +343,14 @@ def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
     writer.writerow(EXPORT_COLUMNS)
     written = 0
     for subscriber in subscribers:
-        writer.writerow(
-            [
-                subscriber.email,
-                _csv_safe(subscriber.name or ""),
-                subscriber.status.value,
-                subscriber.timezone or "",
-                subscriber.created_at.isoformat(),
-                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
-            ]
-        )
+        cells = [
+            subscriber.email,
+            subscriber.name or "",
+            subscriber.status.value,
+            subscriber.timezone or "",
+            subscriber.created_at.isoformat(),
+            subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+        ]
+        writer.writerow([neutralise(cell) for cell in cells])
         written += 1
     return written
-
-
-def _csv_safe(value: str) -> str:
-    """Defuse spreadsheet formulas in exported cells (CSV injection)."""
-    if value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value

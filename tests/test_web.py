@@ -487,9 +487,14 @@ def test_healthz_and_metrics(web: Web) -> None:
     text = metrics.text
     assert "# TYPE newsletter_http_requests_total counter" in text
     assert 'newsletter_http_requests_total{method="POST",route="/subscribe",status="303"} 1' in text
-    assert 'newsletter_signups_total{outcome="new"} 1' in text
-    assert 'newsletter_subscribers{status="pending"} 1' in text
-    assert 'newsletter_subscription_mails_total{kind="confirm",outcome="sent"} 1' in text
+    assert 'newsletter_signups_total{outcome="accepted"} 1' in text
+    assert 'newsletter_subscription_mails_total{outcome="sent"} 1' in text
+    detailed = web.client.get("/metrics", headers=web.admin()).text
+    assert 'newsletter_signup_outcomes_total{outcome="new"} 1' in detailed
+    assert 'newsletter_subscribers{status="pending"} 1' in detailed
+    assert (
+        'newsletter_subscription_mails_by_kind_total{kind="confirm",outcome="sent"} 1' in detailed
+    )
     assert "newsletter_http_request_duration_seconds_bucket" in text
     assert "newsletter_database_up 1" in text
 

@@ -93,6 +93,15 @@ def require_admin(
         )
 
 
+def is_admin(state: WebState, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """Whether ``credentials`` pass :func:`require_admin` (for pages that show more to the admin)."""
+    try:
+        require_admin(state, credentials)
+    except HTTPException:
+        return False
+    return True
+
+
 router = APIRouter(
     prefix="/api",
     tags=["admin"],

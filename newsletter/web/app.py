@@ -10,9 +10,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import func, select, text
 
 from newsletter import __version__
@@ -20,13 +22,12 @@ from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
 from newsletter.errors import NewsletterError
 from newsletter.models import Issue
-from newsletter.observability import delivery_gauges
+from newsletter.observability import delivery_gauges, subscriber_gauges
 from newsletter.web import api, archive, errors, pages
 from newsletter.web.metrics import Labels, Metrics, RequestMetrics, gauge
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
 from newsletter.web.state import Clock, State, WebState
 from subscribers.base import utcnow
-from subscribers.model import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,13 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         summary="Metrics in the Prometheus text format",
         response_class=PlainTextResponse,
     )
-    def prometheus(state: State) -> PlainTextResponse:
+    def prometheus(
+        state: State,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api.bearer)],
+    ) -> PlainTextResponse:
+        detailed = api.is_admin(state, credentials)
         return PlainTextResponse(
-            state.metrics.render(_database_gauges(state)),
+            state.metrics.render(_database_gauges(state, detailed=detailed), detailed=detailed),
             media_type="text/plain; version=0.0.4; charset=utf-8",
             headers={"cache-control": "no-store"},
         )
@@ -147,18 +152,10 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     return fastapi
 
 
-def _database_gauges(state: WebState) -> list[str]:
+def _database_gauges(state: WebState, *, detailed: bool) -> list[str]:
     try:
         with state.app.database.transaction(readonly=True) as session:
-            by_status: dict[Labels, float] = {
-                (("status", status.value),): float(count)
-                for status, count in session.execute(
-                    select(Subscriber.status, func.count()).group_by(Subscriber.status)
-                )
-            }
-            paused = session.scalar(
-                select(func.count()).select_from(Subscriber).where(Subscriber.paused.is_(True))
-            )
+            subscribers = subscriber_gauges(session) if detailed else []
             editions: dict[Labels, float] = {
                 (("status", status.value),): float(count)
                 for status, count in session.execute(
@@ -170,10 +167,10 @@ def _database_gauges(state: WebState) -> list[str]:
         return gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 0})
     return [
         *gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 1}),
-        *gauge("newsletter_subscribers", "Subscribers by status.", by_status),
-        *gauge(
-            "newsletter_subscribers_paused", "Subscribers who paused.", {(): float(paused or 0)}
-        ),
         *gauge("newsletter_editions", "Editions by status.", editions),
-        *[line for item in delivery for line in gauge(item.name, item.help, item.values)],
+        *[
+            line
+            for item in (*subscribers, *delivery)
+            for line in gauge(item.name, item.help, item.values)
+        ],
     ]

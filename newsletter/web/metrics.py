@@ -3,6 +3,11 @@
 Counters and histograms live in this process (each worker process reports its own, as Prometheus
 expects from several targets); the subscriber and edition gauges are read from the database at scrape
 time, so they are the same whichever process answers.
+
+Anyone may scrape ``/metrics``, so it shows nothing that tells whether an address is on the list: the
+form answers every address alike, and so does the public scrape (signups are counted as accepted, not
+as new or already there; subscription mails by outcome, not by kind; no subscriber counts). A scrape
+with the admin bearer token adds those details (:meth:`Metrics.render` with ``detailed``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,28 @@ class Counter:
         for labels, value in sorted(self.values.items()):
             yield f"{self.name}{_labels(labels)} {_number(value)}"
 
+    def folded(self, label: str, fold: Mapping[str, str]) -> Counter:
+        """A copy with the values of ``label`` renamed by ``fold`` (and then added up)."""
+        out = Counter(self.name, self.help)
+        for labels, value in self.values.items():
+            renamed = tuple(
+                (key, fold.get(item, item) if key == label else item) for key, item in labels
+            )
+            out.values[renamed] = out.values.get(renamed, 0.0) + value
+        return out
+
+    def without(self, label: str, *, name: str, help_text: str) -> Counter:
+        """A copy under ``name`` with ``label`` left out (its values added up)."""
+        out = Counter(name, help_text)
+        for labels, value in self.values.items():
+            kept = tuple(pair for pair in labels if pair[0] != label)
+            out.values[kept] = out.values.get(kept, 0.0) + value
+        return out
+
+
+# Signup outcomes that depend on what the list holds: shown only to the admin scrape.
+LIST_OUTCOMES = dict.fromkeys(("new", "already", "pending", "resubscribed"), "accepted")
+
 
 @dataclass
 class Histogram:
@@ -109,7 +136,8 @@ class Metrics:
             "newsletter_http_request_duration_seconds", "Time to answer, by route (seconds)."
         )
         self.signups = Counter(
-            "newsletter_signups_total", "Subscribe form submissions, by outcome."
+            "newsletter_signups_total",
+            "Subscribe form submissions, by outcome (accepted, invalid, csrf, honeypot, rejected).",
         )
         self.limited = Counter(
             "newsletter_rate_limited_total", "Requests refused by a rate limit, by scope."
@@ -130,17 +158,35 @@ class Metrics:
             self.requests.inc({"route": route, "method": method, "status": str(status)})
             self.latency.observe(seconds, route=route)
 
-    def render(self, extra: Iterable[str] = ()) -> str:
+    def render(self, extra: Iterable[str] = (), *, detailed: bool = False) -> str:
+        """The text of a scrape; ``detailed`` (the admin's scrape) adds what tells addresses apart."""
         with self._lock:
             lines: list[str] = []
-            for metric in (
+            public = (
                 self.requests,
                 self.latency,
-                self.signups,
+                self.signups.folded("outcome", LIST_OUTCOMES),
                 self.limited,
-                self.mails,
+                self.mails.without(
+                    "kind",
+                    name=self.mails.name,
+                    help_text="Subscription mails, by outcome.",
+                ),
                 self.unsubscribes,
-            ):
+            )
+            admin = (
+                Counter(
+                    "newsletter_signup_outcomes_total",
+                    "Subscribe form submissions, by outcome (admin scrape only).",
+                    dict(self.signups.values),
+                ),
+                Counter(
+                    "newsletter_subscription_mails_by_kind_total",
+                    "Subscription mails, by kind and outcome (admin scrape only).",
+                    dict(self.mails.values),
+                ),
+            )
+            for metric in (*public, *(admin if detailed else ())):
                 lines += metric.render()
             lines += gauge(
                 "newsletter_web_start_time_seconds",

@@ -10,7 +10,6 @@ import functools
 import time
 import zoneinfo
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
@@ -159,27 +158,17 @@ def subscribe(
         source=FORM_SOURCE,
         wording=settings.consent_wording,
     )
-    hour = timedelta(hours=1)
-    # The limits commit on their own, so that the shared per-IP row is locked only briefly.
-    refused: tuple[str, ratelimit.Decision] | None = None
+    policy = ratelimit.SignupPolicy(
+        per_client=settings.subscribe_ip_limit,
+        per_mailbox=settings.subscribe_address_limit,
+        mails_per_day=settings.confirmations_per_day,
+    )
+    # The limits commit on their own, so that the shared per-client row is locked only briefly.
     with state.write() as session:
-        for scope, limit, who in (
-            ("subscribe-ip", settings.subscribe_ip_limit, ip),
-            ("subscribe-address", settings.subscribe_address_limit, address.key),
-        ):
-            decision = ratelimit.hit(
-                session,
-                ratelimit.Limit(scope, limit, hour),
-                who,
-                now=now,
-                purge_expired=scope == "subscribe-ip",
-            )
-            if not decision:
-                refused = (scope, decision)
-                break
+        refused = ratelimit.check_signup(session, policy, ip=ip, address_key=address.key, now=now)
     if refused is not None:
-        scope, decision = refused
-        metrics.count(metrics.limited, scope=scope)
+        decision = refused.decision
+        metrics.count(metrics.limited, scope=refused.scope)
         minutes = max(1, round(decision.retry_after / 60))
         return state.message(
             request,
@@ -192,11 +181,11 @@ def subscribe(
     with state.write() as session:
         result = signup.request(session, address.email, consent=consent, timezone=timezone)
         mail = result.mail
-        if mail is not None:
-            cap = ratelimit.Limit("subscription-mail", settings.confirmations_per_day, timedelta(1))
-            if not ratelimit.hit(session, cap, address.key, now=now):
-                metrics.count(metrics.limited, scope="subscription-mail")
-                mail = None
+        if mail is not None and not ratelimit.allow_subscription_mail(
+            session, policy, address_key=address.key, now=now
+        ):
+            metrics.count(metrics.limited, scope="subscription-mail")
+            mail = None
     metrics.count(metrics.signups, outcome=result.outcome.value)
     recipient = Recipient(result.subscriber_id, result.email)
     if mail == "confirm":
