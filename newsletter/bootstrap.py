@@ -76,7 +76,7 @@ class App:
             envelope_sender=settings.envelope_sender,
             list_id=settings.list_id_value,
             list_name=settings.newsletter_name,
-            unsubscribe_mailto=settings.unsubscribe_address,
+            unsubscribe_mailto=settings.advertised_unsubscribe_mailto,
             domain=settings.sender_domain,
             links=Links(settings.base_url),
             signer=self.signer(),
