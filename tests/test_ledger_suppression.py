@@ -7,11 +7,13 @@ replaced, and nobody who left gets the edition later through a retry.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from newsletter import pipeline
@@ -23,7 +25,7 @@ from newsletter.models import BounceKind, Delivery, DeliveryStatus, IssueStatus
 from subscribers import privacy, signup
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.service import add_subscriber
-from tests.conftest import FIXED_NOW, SmtpServer
+from tests.conftest import FIXED_NOW, SmtpServer, _truncate_postgres
 
 EDITION = date(2026, 11, 24)
 LEASE = timedelta(minutes=5)
@@ -199,3 +201,70 @@ def test_finding5_a_complaint_arriving_mid_send_keeps_the_flush_of_sent_marks(
     with app.database.transaction(readonly=True) as session:
         issue = get_issue(session, EDITION)
         assert issue is not None and issue.status is IssueStatus.SENT
+
+
+@pytest.mark.postgres
+def test_finding5_a_complaint_committed_while_the_flush_waits_is_not_overwritten(
+    app_factory: Callable[..., App], postgres_server_url: str
+) -> None:
+    """PostgreSQL, truly concurrent: the complaint's transaction holds the subscriber's row when
+    the flush that bounces the same recipient starts; the flush waits, then sees the complaint."""
+    _truncate_postgres(postgres_server_url)
+    app = app_factory(database_url=postgres_server_url)
+    issue_id = edition_with_readers(app, 2)
+    with app.database.transaction() as session:
+        ledger.enqueue_issue(session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW)
+        sent, refused = ledger.claim_batch(
+            session, issue_id, owner="w1", size=10, now=FIXED_NOW, lease=LEASE
+        )
+    outcomes = [
+        ledger.Recorded(sent.delivery_id, sent.subscriber_id, "sent", 1, message_id="<m@e>"),
+        ledger.Recorded(
+            refused.delivery_id,
+            refused.subscriber_id,
+            "failed",
+            1,
+            detail="550 5.1.1 no such user",
+            suppress_recipient=True,
+        ),
+    ]
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            with app.database.transaction() as session:
+                ledger.record(session, outcomes, owner="w1", now=FIXED_NOW, max_attempts=8)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    with app.database.transaction() as complaint:
+        report = Report("<c@isp>", refused.email, BounceKind.COMPLAINT, diagnostic="abuse")
+        assert record_report(complaint, report, source="test", now=FIXED_NOW) == "suppressed"
+        complaint.flush()
+        worker = threading.Thread(target=flush)
+        worker.start()
+        assert _waits_for_a_lock(app), "the flush never waited for the complaint's row"
+    worker.join(timeout=60)
+    assert not worker.is_alive() and errors == []
+    with app.database.transaction(readonly=True) as session:
+        person = session.get_one(Subscriber, refused.subscriber_id)
+        assert person.status is SubscriberStatus.COMPLAINED
+        assert session.get_one(Delivery, sent.delivery_id).status is DeliveryStatus.SENT
+        assert session.get_one(Delivery, refused.delivery_id).status is DeliveryStatus.FAILED
+
+
+def _waits_for_a_lock(app: App, *, seconds: float = 30.0) -> bool:
+    """Poll PostgreSQL until another session of this database waits on a row lock."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with app.database.transaction(readonly=True) as session:
+            waiting = session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+            )
+        if waiting:
+            return True
+        time.sleep(0.05)
+    return False
