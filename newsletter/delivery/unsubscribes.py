@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Signed tokens are URL-safe base64 pieces joined by dots.
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)+")
-_MOST_CANDIDATES = 50
+_MOST_CANDIDATES = 200
 _BODY_CHARS = 20_000
 
 
