@@ -30,7 +30,7 @@ class App:
     settings: Settings
     database: Database
     renderer: Renderer
-    _closers: list[Fetcher | Transport] = field(default_factory=list)
+    _closers: list[Transport] = field(default_factory=list)
 
     def transport(self) -> Transport:
         settings = self.settings
@@ -80,7 +80,7 @@ class App:
             envelope_sender=settings.envelope_sender,
             list_id=settings.list_id_value,
             list_name=settings.newsletter_name,
-            unsubscribe_mailto=settings.unsubscribe_address,
+            unsubscribe_mailto=settings.advertised_unsubscribe_mailto,
             domain=settings.sender_domain,
             links=Links(settings.base_url),
             signer=self.signer(),
@@ -129,13 +129,12 @@ class App:
         )
 
     def fetcher(self) -> Fetcher:
-        fetcher = Fetcher(
+        """A new HTTP client for one fetch; the caller closes it (``with app.fetcher() as f:``)."""
+        return Fetcher(
             timeout=self.settings.fetch_timeout,
             max_bytes=self.settings.max_response_bytes,
             retries=self.settings.fetch_retries,
         )
-        self._closers.append(fetcher)
-        return fetcher
 
     def feed_sources(self, fetcher: Fetcher) -> list[FeedSource]:
         return [

@@ -568,6 +568,42 @@ def bounces_process(context: Context, path: Path) -> None:
         context.err.print(line, markup=False)
 
 
+@cli.group()
+def unsubscribes() -> None:
+    """Unsubscribe requests sent to the List-Unsubscribe mailto: address."""
+
+
+@unsubscribes.command("process")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_context
+def unsubscribes_process(context: Context, path: Path) -> None:
+    """Honour the unsubscribe requests in a Maildir or mbox (by token, or by the sender's address).
+
+    Each message is moved to the processed box once handled, so running it again changes nothing.
+    """
+    from newsletter.delivery.unsubscribes import process_unsubscribe_mailbox
+
+    summary = process_unsubscribe_mailbox(
+        context.app.database, context.app.signer(), path, now=utcnow()
+    )
+    if not summary.messages:
+        context.console.print(
+            f"No new messages in {path} (processed ones are in {summary.processed_to}).",
+            markup=False,
+        )
+        return
+    table = Table(title=f"Unsubscribe requests in {path}", show_header=False)
+    table.add_row("messages", str(summary.messages))
+    table.add_row("unsubscribed", str(summary.unsubscribed))
+    table.add_row("had left already", str(summary.already))
+    table.add_row("naming no subscriber", str(summary.unknown))
+    table.add_row("automatic mail (ignored)", str(summary.not_requests))
+    table.add_row("moved to", summary.processed_to)
+    context.console.print(table)
+    for line in summary.notes:
+        context.err.print(line, markup=False)
+
+
 # sending
 
 

@@ -219,6 +219,19 @@ class Settings(BaseSettings):
         default=None,
         description="Address for mailto: unsubscribes; defaults to 'unsubscribe@<From domain>'.",
     )
+    unsubscribe_mailbox: Path | None = Field(
+        default=None,
+        description=(
+            "Maildir folder or mbox file where the unsubscribe address's mail arrives; read on a "
+            "schedule by 'newsletter run'. Without it, List-Unsubscribe offers only the web link."
+        ),
+    )
+    unsubscribe_poll_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=1440,
+        description="Minutes between reads of the unsubscribe mailbox.",
+    )
     postal_address: str = Field(
         default="", description="Sender's postal address shown in every mail's footer."
     )
@@ -532,6 +545,11 @@ class Settings(BaseSettings):
     @property
     def unsubscribe_address(self) -> str:
         return self.unsubscribe_mailto or f"unsubscribe@{self.sender_domain}"
+
+    @property
+    def advertised_unsubscribe_mailto(self) -> str | None:
+        """The mailto: address List-Unsubscribe offers: only when its mailbox is read."""
+        return self.unsubscribe_address if self.unsubscribe_mailbox is not None else None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -52,15 +52,16 @@ def parse_date(value: str) -> date:
 
 
 def fetch(app: App, *, now: datetime) -> list[SourceOutcome]:
-    fetcher = app.fetcher()
-    return fetch_sources(
-        app.database,
-        feeds=app.feed_sources(fetcher),
-        market=app.market_source(fetcher),
-        sentiment=app.sentiment_source(fetcher),
-        now=now,
-        concurrency=app.settings.fetch_concurrency,
-    )
+    """Fetch every source once, over one HTTP client that is closed when the fetch ends."""
+    with app.fetcher() as fetcher:
+        return fetch_sources(
+            app.database,
+            feeds=app.feed_sources(fetcher),
+            market=app.market_source(fetcher),
+            sentiment=app.sentiment_source(fetcher),
+            now=now,
+            concurrency=app.settings.fetch_concurrency,
+        )
 
 
 def build(app: App, *, edition_date: date, now: datetime, create_only: bool = False) -> BuildResult:

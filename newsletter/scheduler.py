@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
+from newsletter.delivery.unsubscribes import process_unsubscribe_mailbox
 from newsletter.editions import get_issue
 from newsletter.errors import NewsletterError
 from newsletter.models import REBUILDABLE, Delivery, DeliveryStatus, IssueStatus, SourceState
@@ -234,9 +235,22 @@ class DailyPlan:
             f" ({', '.join(failed)})" if failed else "",
         )
 
+    def read_unsubscribes(self) -> None:
+        """Honour the requests in the unsubscribe mailbox, when one is configured."""
+        mailbox = self.app.settings.unsubscribe_mailbox
+        if mailbox is None:
+            return
+        try:
+            process_unsubscribe_mailbox(
+                self.app.database, self.app.signer(), mailbox, now=self.clock()
+            )
+        except NewsletterError as exc:
+            log.error("unsubscribe mailbox %s: %s", mailbox, exc.message)
+
 
 def build_scheduler(plan: DailyPlan, *, blocking: bool) -> object:
-    """APScheduler with the two jobs: the minute tick and the periodic fetch."""
+    """APScheduler with its jobs: the minute tick, the periodic fetch and, when an unsubscribe
+    mailbox is configured, reading it (at start, then every few minutes)."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.interval import IntervalTrigger
@@ -253,4 +267,12 @@ def build_scheduler(plan: DailyPlan, *, blocking: bool) -> object:
         id="fetch",
         **defaults,
     )
+    if settings.unsubscribe_mailbox is not None:
+        scheduler.add_job(
+            plan.read_unsubscribes,
+            IntervalTrigger(minutes=settings.unsubscribe_poll_minutes, timezone=settings.zone),
+            id="unsubscribes",
+            next_run_time=datetime.now(settings.zone),
+            **defaults,
+        )
     return scheduler

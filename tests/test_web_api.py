@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,7 +229,11 @@ def test_an_unreadable_import_file_is_a_422(web: Web) -> None:
     assert latin.status_code == 422 and latin.json()["hint"]
 
 
-def test_unsubscribe_by_address_or_by_mailto_token(web: Web) -> None:
+def test_unsubscribe_by_address_or_by_mailto_token(
+    web_factory: Callable[..., Web], sqlite_url: str, tmp_path: Path
+) -> None:
+    # The mailto: is offered when its mailbox is read.
+    web = web_factory(sqlite_url, unsubscribe_mailbox=tmp_path / "unsubscribe")
     web.subscribed("one@example.com")
     web.subscribed("two@example.com")
     by_email = web.client.post("/api/unsubscribes", headers=AUTH, json={"email": "ONE@example.com"})

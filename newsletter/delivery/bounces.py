@@ -13,9 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-import mailbox
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -25,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
-from newsletter.errors import UsageError
+from newsletter.delivery.mailboxes import messages
 from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts
@@ -240,24 +238,10 @@ def record_report(session: Session, report: Report, *, source: str, now: datetim
     return "suppressed"
 
 
-def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
-    if path.is_dir():
-        if not (path / "new").is_dir() and not (path / "cur").is_dir():
-            raise UsageError(f"{path} is a folder but not a Maildir (no new/ or cur/ inside)")
-        box = mailbox.Maildir(path, factory=None, create=False)
-        for key in box.iterkeys():
-            yield f"maildir:{key}", box.get_bytes(key)
-    elif path.is_file():
-        for key, message in mailbox.mbox(path, create=False).iteritems():
-            yield f"mbox:{key}", message.as_bytes()
-    else:
-        raise UsageError(f"{path} does not exist", hint="give a Maildir folder or an mbox file")
-
-
 def process_mailbox(database: Database, path: Path, *, now: datetime) -> BounceSummary:
     """Read every message of a Maildir or mbox; apply the reports among them."""
     summary = BounceSummary()
-    for _, raw in _messages(path):
+    for _, raw in messages(path):
         reports = parse_report(raw)
         if not reports:
             summary.not_reports += 1

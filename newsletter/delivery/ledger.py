@@ -28,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.recipients import hold_back, suppress_refused
 from newsletter.models import Delivery, DeliveryStatus
 from subscribers.base import insert_ignoring_conflicts
-from subscribers.model import MailFormat, Subscriber, SubscriberStatus, suppress
+from subscribers.model import MailFormat, Subscriber, SubscriberStatus
 
 RETRY_BASE = timedelta(minutes=2)
 RETRY_CAP = timedelta(hours=2)
@@ -222,7 +223,50 @@ def claim_batch(
 
     PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); SQLite runs this inside
     ``BEGIN IMMEDIATE`` (see ``newsletter.db``), which serialises claimers.
+
+    A row whose subscriber no longer receives editions (left, bounced or complained after it was
+    queued, e.g. while a retry waited) is marked ``suppressed`` instead of being handed out.
     """
+    while True:
+        claimed = _claim_rows(session, issue_id, owner=owner, size=size, now=now, lease=lease)
+        if not claimed:
+            return []
+        people = {
+            row.id: row
+            for row in session.execute(
+                select(
+                    Subscriber.id,
+                    Subscriber.email,
+                    Subscriber.status,
+                    Subscriber.format,
+                    Subscriber.watchlist,
+                    Subscriber.sections,
+                ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
+            )
+        }
+        gone = hold_back(session, claimed, people)
+        batch = [
+            Claimed(
+                delivery_id=row.id,
+                subscriber_id=row.subscriber_id,
+                email=people[row.subscriber_id].email,
+                format=people[row.subscriber_id].format,
+                attempts=row.attempts,
+                queued_at=_aware(row.created_at),
+                watchlist=_choice(people[row.subscriber_id].watchlist),
+                sections=_choice(people[row.subscriber_id].sections),
+            )
+            for row in claimed
+            if row.id not in gone
+        ]
+        if batch:
+            batch.sort(key=lambda item: item.delivery_id)
+            return batch
+
+
+def _claim_rows(
+    session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
+) -> list[Any]:
     due = (
         select(Delivery.id)
         .where(
@@ -235,47 +279,20 @@ def claim_batch(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    claimed = session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(due))
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_owner=owner,
-            lease_until=now + lease,
-            attempts=Delivery.attempts + 1,
-        )
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.created_at)
-        .execution_options(synchronize_session=False)
-    ).all()
-    if not claimed:
-        return []
-    people = {
-        row.id: row
-        for row in session.execute(
-            select(
-                Subscriber.id,
-                Subscriber.email,
-                Subscriber.format,
-                Subscriber.watchlist,
-                Subscriber.sections,
-            ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
-        )
-    }
-    batch = [
-        Claimed(
-            delivery_id=row.id,
-            subscriber_id=row.subscriber_id,
-            email=people[row.subscriber_id].email,
-            format=people[row.subscriber_id].format,
-            attempts=row.attempts,
-            queued_at=_aware(row.created_at),
-            watchlist=_choice(people[row.subscriber_id].watchlist),
-            sections=_choice(people[row.subscriber_id].sections),
-        )
-        for row in claimed
-    ]
-    batch.sort(key=lambda item: item.delivery_id)
-    return batch
+    return list(
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(due))
+            .values(
+                status=DeliveryStatus.SENDING,
+                lease_owner=owner,
+                lease_until=now + lease,
+                attempts=Delivery.attempts + 1,
+            )
+            .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.created_at)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
 
 
 def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
@@ -351,15 +368,7 @@ def record(
             continue
         values: dict[str, object]
         guard = Delivery.id == result.delivery_id
-        if result.outcome == "sent":
-            values = {
-                "status": DeliveryStatus.SENT,
-                "sent_at": now,
-                "message_id": result.message_id,
-                "variant_key": result.variant_key,
-                "last_error": None,
-            }
-        elif result.outcome == "deferred":
+        if result.outcome == "deferred":
             guard = and_(guard, Delivery.lease_owner == owner)
             values = {
                 "status": DeliveryStatus.QUEUED,
@@ -388,14 +397,12 @@ def record(
             .execution_options(synchronize_session=False)
         )
         if result.suppress_recipient:
-            subscriber = session.get(Subscriber, result.subscriber_id)
-            if subscriber is not None:
-                suppress(
-                    subscriber,
-                    SubscriberStatus.BOUNCED,
-                    reason=f"refused by the mail server: {result.detail}"[:2000],
-                    now=now,
-                )
+            suppress_refused(
+                session,
+                result.subscriber_id,
+                reason=f"refused by the mail server: {result.detail}",
+                now=now,
+            )
 
 
 def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> int:

@@ -127,6 +127,15 @@ def _address_header(name: str, address: str) -> bytes:
     return f"{name}: {formataddr((display, addr), charset='utf-8')}{CRLF}".encode("ascii")
 
 
+def list_unsubscribe(unsubscribe_url: str, token: str, mailto: str | None) -> str:
+    """The ``List-Unsubscribe`` value of every list mail: the one-click HTTPS link and, when the
+    unsubscribe mailbox is read (``mailto`` set), a mailto: whose subject carries the token."""
+    value = f"<{unsubscribe_url}>"
+    if mailto:
+        value += f", <mailto:{mailto}?subject=unsubscribe%20{token}>"
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class MessageHeaders:
     """The headers every message of an edition shares."""
@@ -135,7 +144,23 @@ class MessageHeaders:
     subject: str
     list_id: str
     list_name: str
-    unsubscribe_mailto: str
+    #: The mailto: unsubscribe address, or None when no mailbox reads it.
+    unsubscribe_mailto: str | None
+
+
+def _list_unsubscribe_header(mailto: str | None) -> list[bytes | Slot]:
+    """``List-Unsubscribe`` as written by :func:`list_unsubscribe`, with slots for the link and token."""
+    url, token = "\x00url\x00", "\x00token\x00"
+    line = f"List-Unsubscribe: {list_unsubscribe(url, token, mailto)}{CRLF}"
+    pieces: list[bytes | Slot] = []
+    for part in re.split("(\x00url\x00|\x00token\x00)", line):
+        if part == url:
+            pieces.append(Slot(personal.UNSUBSCRIBE_URL, "header"))
+        elif part == token:
+            pieces.append(Slot(UNSUBSCRIBE_MAILTO, "header"))
+        elif part:
+            pieces.append(part.encode("ascii"))
+    return pieces
 
 
 def prepare_message(
@@ -154,13 +179,7 @@ def prepare_message(
         Slot(MESSAGE_ID, "header"),
         b"\r\n",
         _header("List-Id", f"{headers.list_name} <{headers.list_id}>"),
-        b"List-Unsubscribe: <",
-        Slot(personal.UNSUBSCRIBE_URL, "header"),
-        b">,\r\n <mailto:",
-        headers.unsubscribe_mailto.encode("ascii"),
-        b"?subject=unsubscribe%20",
-        Slot(UNSUBSCRIBE_MAILTO, "header"),
-        b">\r\n",
+        *_list_unsubscribe_header(headers.unsubscribe_mailto),
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         b"Precedence: bulk\r\n",
         b"Auto-Submitted: auto-generated\r\n",

@@ -68,7 +68,8 @@ class SenderIdentity:
     envelope_sender: str
     list_id: str
     list_name: str
-    unsubscribe_mailto: str
+    #: None when no mailbox reads the unsubscribe address (List-Unsubscribe has the link only).
+    unsubscribe_mailto: str | None
     domain: str
     links: personal.Links
     signer: TokenSigner

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from newsletter.bootstrap import App
+from newsletter.delivery.message import list_unsubscribe
 from newsletter.delivery.sender import wire_address
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
 from newsletter.errors import NewsletterError
@@ -149,9 +150,8 @@ class Mailer:
         message["Auto-Submitted"] = "auto-generated"
         if list_mail:
             message["List-Id"] = f"{settings.newsletter_name} <{settings.list_id_value}>"
-            message["List-Unsubscribe"] = (
-                f"<{unsubscribe_url}>, "
-                f"<mailto:{settings.unsubscribe_address}?subject=unsubscribe%20{token}>"
+            message["List-Unsubscribe"] = list_unsubscribe(
+                unsubscribe_url, token, settings.advertised_unsubscribe_mailto
             )
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         # Bodies are encoded now at 76 columns; headers are written unfolded up to SMTP's line
