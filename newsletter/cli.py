@@ -252,7 +252,11 @@ def _count_lines(file: Path) -> int | None:
 
 def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
     app = context.app
-    rows = read_csv(file)
+    rows = read_csv(
+        file,
+        max_field_chars=app.settings.import_max_field_chars,
+        max_line_chars=app.settings.import_max_line_chars,
+    )
     with Bars(context.err) as bars:
         return import_rows(
             app.database.transaction,
