@@ -44,7 +44,7 @@ from newsletter.editions import (
     variant,
     variant_key,
 )
-from newsletter.errors import TransportError
+from newsletter.errors import DatabaseError, TransportError
 from newsletter.models import DeliveryStatus, Issue, IssueStatus, IssueVariant
 from subscribers.base import utcnow
 from subscribers.model import MailFormat
@@ -234,7 +234,7 @@ class Sender:
                 Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
                 body,
             )
-        except (TransportError, Stopped, OperationalError, InterfaceError):
+        except (TransportError, DatabaseError, Stopped, OperationalError, InterfaceError):
             raise  # the relay, the worker or the database: not this message's fault
         except Exception as exc:  # noqa: BLE001 - one message's fault is recorded, not raised
             return _unsendable(item, exc)
