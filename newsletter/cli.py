@@ -252,7 +252,11 @@ def _count_lines(file: Path) -> int | None:
 
 def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
     app = context.app
-    rows = read_csv(file)
+    rows = read_csv(
+        file,
+        max_field_chars=app.settings.import_max_field_chars,
+        max_line_chars=app.settings.import_max_line_chars,
+    )
     with Bars(context.err) as bars:
         return import_rows(
             app.database.transaction,
@@ -403,15 +407,24 @@ def issue_preview(context: Context, date_text: str | None, output: Path | None, 
 @_date_option()
 @pass_context
 def issue_status(context: Context, date_text: str | None) -> None:
-    """Show an edition's state and its deliveries."""
-    from newsletter.editions import require_issue
-
+    """Show an edition's state, its deliveries, and why any failed."""
     edition_date = _edition_date(context, date_text)
-    with context.app.database.transaction(readonly=True) as session:
-        found = require_issue(session, edition_date)
-        totals = ledger.counts(session, found.id)
-    context.console.print(f"{edition_date}: {found.status.value} — {found.subject}", markup=False)
-    context.console.print(", ".join(f"{count} {status.value}" for status, count in totals.items()))
+    found = pipeline.edition_status(context.app, edition_date=edition_date, now=utcnow())
+    paused = " (paused)" if found.paused else ""
+    context.console.print(
+        f"{edition_date}: {found.status.value}{paused} — {found.subject}", markup=False
+    )
+    context.console.print(
+        ", ".join(f"{count} {status.value}" for status, count in found.deliveries.items())
+    )
+    for reason, count in found.failures:
+        context.console.print(f"  {count} failed: {reason}", markup=False)
+    if found.stalled:
+        context.console.print(
+            f"  {found.stalled} left in flight by a send that stopped; "
+            "'newsletter send --resume' sends them",
+            markup=False,
+        )
 
 
 @issue.command("stats")

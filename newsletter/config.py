@@ -352,6 +352,20 @@ class Settings(BaseSettings):
         description="Version of the signup page's consent wording, kept with each consent record.",
     )
 
+    # subscriber imports
+    import_max_field_chars: int = Field(
+        default=1000,
+        ge=100,
+        le=10_000_000,
+        description="Longest field of a subscriber import file, in characters.",
+    )
+    import_max_line_chars: int = Field(
+        default=10_000,
+        ge=1000,
+        le=100_000_000,
+        description="Longest line of a subscriber import file, in characters.",
+    )
+
     # sources
     feeds: tuple[FeedSettings, ...] = Field(
         default=(), description="News feeds, as [[feeds]] tables in the TOML file."

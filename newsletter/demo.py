@@ -40,7 +40,11 @@ def run_demo(
     migrate.upgrade(app.database)
     imported = import_rows(
         app.database.transaction,
-        read_csv(subscribers_csv),
+        read_csv(
+            subscribers_csv,
+            max_field_chars=app.settings.import_max_field_chars,
+            max_line_chars=app.settings.import_max_line_chars,
+        ),
         confirmed=True,
         source=f"import:{subscribers_csv.name}",
         progress=on_import,

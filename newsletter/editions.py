@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.headers import header_text
 from newsletter.delivery.ledger import update_rows
 from newsletter.digest import (
     SECTIONS,
@@ -46,6 +47,9 @@ from newsletter.render import EditionContext, RenderedEdition, Renderer
 from subscribers.base import insert_ignoring_conflicts
 
 DEFAULT_VARIANT = "default"
+#: The longest subject and preheader the columns hold (PostgreSQL enforces it, SQLite does not).
+SUBJECT_MAX: int = getattr(Issue.__table__.c.subject.type, "length", None) or 300
+PREHEADER_MAX: int = getattr(Issue.__table__.c.preheader.type, "length", None) or 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,21 +159,17 @@ def build_issue(
                     f"the edition of {edition_date} was built by another process meanwhile"
                 )
             if issue is not None:
-                if issue.status not in REBUILDABLE:
-                    raise IssueStateError(
-                        f"the edition of {edition_date} is {issue.status.value}; "
-                        "what subscribers received cannot be rebuilt",
-                        hint="build another date with --date",
-                    )
+                _check_rebuildable(session, issue, now=now)
                 session.execute(delete(IssueArticle).where(IssueArticle.issue_id == issue.id))
                 session.execute(delete(IssueVariant).where(IssueVariant.issue_id == issue.id))
                 session.flush()
             digest, articles = compose_digest(session, settings, edition_date=edition_date, now=now)
             rendered = renderer.render_edition(digest, context=edition_context(settings))
+            subject = edition_subject(rendered.subject, settings)
             if issue is None:
                 issue = Issue(edition_date=edition_date, status=IssueStatus.DRAFT, created_at=now)
                 session.add(issue)
-            _fill(issue, rendered, digest, now=now)
+            _fill(issue, rendered, digest, subject=subject, now=now)
             session.flush()
             shown = articles[: len(articles) - rendered.stories_dropped]
             session.add_all(
@@ -180,7 +180,7 @@ def build_issue(
                 IssueVariant(
                     issue_id=issue.id,
                     key=DEFAULT_VARIANT,
-                    subject=rendered.subject,
+                    subject=subject,
                     html=rendered.html,
                     text=rendered.text,
                     created_at=now,
@@ -189,7 +189,7 @@ def build_issue(
             return BuildResult(
                 issue_id=issue.id,
                 edition_date=edition_date,
-                subject=rendered.subject,
+                subject=subject,
                 stories=len(shown),
                 stories_dropped=rendered.stories_dropped,
                 coins=len(digest.market.coins) if digest.market else 0,
@@ -203,9 +203,47 @@ def build_issue(
         ) from None
 
 
-def _fill(issue: Issue, rendered: RenderedEdition, digest: Digest, *, now: datetime) -> None:
-    issue.subject = rendered.subject
-    issue.preheader = rendered.preheader[:300]
+def edition_subject(subject: str, settings: Settings) -> str:
+    """A subject as stored and sent: one line, capped to its column, never empty."""
+    return header_text(subject, limit=SUBJECT_MAX, fallback=settings.newsletter_name)
+
+
+def _check_rebuildable(session: Session, issue: Issue, *, now: datetime) -> None:
+    """A draft or ready edition may be rebuilt; so may one being sent that nobody has received
+    yet and no worker holds (a send that stopped before its first message was accepted)."""
+    if issue.status in REBUILDABLE:
+        return
+    if issue.status is IssueStatus.SENDING:
+        received = session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.issue_id == issue.id,
+                or_(
+                    Delivery.status == DeliveryStatus.SENT,
+                    and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until >= now),
+                ),
+            )
+            .limit(1)
+        )
+        if received is None:
+            return
+        raise IssueStateError(
+            f"the edition of {issue.edition_date} is being sent and some subscribers received it "
+            "or are receiving it; what subscribers received cannot be rebuilt",
+            hint="let the send finish ('newsletter send --resume'), or cancel it",
+        )
+    raise IssueStateError(
+        f"the edition of {issue.edition_date} is {issue.status.value}; "
+        "what subscribers received cannot be rebuilt",
+        hint="build another date with --date",
+    )
+
+
+def _fill(
+    issue: Issue, rendered: RenderedEdition, digest: Digest, *, subject: str, now: datetime
+) -> None:
+    issue.subject = subject
+    issue.preheader = header_text(rendered.preheader, limit=PREHEADER_MAX)
     issue.market_fetched_at = digest.market.fetched_at if digest.market else None
     issue.built_at = now
 
@@ -368,7 +406,7 @@ def ensure_variant(
             ).values(
                 issue_id=issue.id,
                 key=key,
-                subject=rendered.subject,
+                subject=edition_subject(rendered.subject, settings),
                 html=rendered.html,
                 text=rendered.text,
                 created_at=current.built_at,

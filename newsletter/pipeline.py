@@ -335,6 +335,33 @@ def cancel_edition(app: App, *, edition_date: date, now: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class EditionStatus:
+    """An edition's state, its deliveries, and what went wrong with them."""
+
+    edition_date: date
+    status: IssueStatus
+    subject: str
+    paused: bool
+    deliveries: dict[DeliveryStatus, int]
+    failures: list[tuple[str, int]]
+    stalled: int
+
+
+def edition_status(app: App, *, edition_date: date, now: datetime) -> EditionStatus:
+    with app.database.transaction(readonly=True) as session:
+        issue = require_issue(session, edition_date)
+        return EditionStatus(
+            edition_date=edition_date,
+            status=issue.status,
+            subject=issue.subject,
+            paused=issue.paused_at is not None,
+            deliveries=ledger.counts(session, issue.id),
+            failures=ledger.failure_reasons(session, issue.id),
+            stalled=ledger.stalled(session, issue.id, now=now),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EditionStats:
     edition_date: date
     status: IssueStatus

@@ -21,6 +21,11 @@ from sqlalchemy.orm import Session
 
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts, utcnow
+from subscribers.csvlimits import (
+    DEFAULT_MAX_FIELD_CHARS,
+    DEFAULT_MAX_LINE_CHARS,
+    bounded_records,
+)
 from subscribers.errors import (
     ImportFileError,
     InvalidAddress,
@@ -141,11 +146,17 @@ def get_by_email(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
-def read_csv(path: Path) -> Iterator[ImportRow | RejectedRow]:
+def read_csv(
+    path: Path,
+    *,
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+) -> Iterator[ImportRow | RejectedRow]:
     """Read an import file: a header row with an ``email`` column, optional ``name`` and ``timezone``.
 
     Yields one valid row or one rejected row (with its line number and reason) per data line; raises
-    :class:`ImportFileError` when the file as a whole cannot be used.
+    :class:`ImportFileError` when the file as a whole cannot be used, including a field or a line
+    over its limit (see :mod:`subscribers.csvlimits`).
     """
     try:
         _check_utf8(path)
@@ -157,10 +168,12 @@ def read_csv(path: Path) -> Iterator[ImportRow | RejectedRow]:
     except OSError as exc:
         raise ImportFileError(f"cannot read import file {path}: {exc.strerror}") from None
     with handle:
-        try:
-            yield from _read_rows(handle, path)
-        except csv.Error as exc:
-            raise ImportFileError(f"import file {path} is not valid CSV: {exc}") from None
+        yield from _read_rows(
+            bounded_records(
+                handle, path=path, max_field_chars=max_field_chars, max_line_chars=max_line_chars
+            ),
+            path,
+        )
 
 
 def _check_utf8(path: Path, chunk_size: int = 1 << 16) -> None:
@@ -187,9 +200,10 @@ def _check_utf8(path: Path, chunk_size: int = 1 << 16) -> None:
             lines += chunk.count(b"\n")
 
 
-def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]:
-    reader = csv.reader(handle)
-    header = next(reader, None)
+def _read_rows(
+    reader: Iterator[tuple[int, list[str]]], path: Path
+) -> Iterator[ImportRow | RejectedRow]:
+    _, header = next(reader, (0, None))
     if header is None:
         raise ImportFileError(
             f"import file {path} is empty", hint="the first row must name the columns"
@@ -204,8 +218,7 @@ def _read_rows(handle: IO[str], path: Path) -> Iterator[ImportRow | RejectedRow]
     name_at = columns.index("name") if "name" in columns else None
     zone_at = columns.index("timezone") if "timezone" in columns else None
     seen: dict[str, int] = {}
-    for values in reader:
-        line = reader.line_num
+    for line, values in reader:
         if not values or all(not value.strip() for value in values):
             continue
         values = [restore(value) for value in values]
@@ -246,76 +259,90 @@ def import_rows(
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
 ) -> ImportReport:
-    """Import rows in chunks, one transaction each; good rows import even when others are rejected.
+    """Import rows in one transaction, written in chunks; good rows import even when others are
+    rejected, and a file that turns out to be unusable partway through imports nothing.
 
     Addresses already on the list are counted, not changed; suppressed ones (unsubscribed, bounced,
     complained) stay suppressed.
     """
     report = ImportReport()
     chunk: list[ImportRow] = []
-
-    def flush() -> None:
-        if not chunk:
-            return
-        stamp = now or utcnow()
+    try:
         with transaction() as session:
-            keys = [row.key for row in chunk]
-            existing = dict(
-                session.execute(
-                    select(Subscriber.email_key, Subscriber.status).where(
-                        Subscriber.email_key.in_(keys)
+            for row in rows:
+                if isinstance(row, RejectedRow):
+                    report.rejected.append(row)
+                    if progress:
+                        progress(1)
+                    continue
+                chunk.append(row)
+                if len(chunk) >= chunk_size:
+                    _write_chunk(
+                        session, chunk, report, confirmed=confirmed, source=source, now=now
                     )
-                ).all()
-            )
-            blocked = suppressed_keys(
-                session, [row.key for row in chunk if row.key not in existing]
-            )
-            fresh = [row for row in chunk if row.key not in existing and row.key not in blocked]
-            inserted = set()
-            if fresh:
-                inserted = _insert_ignoring_conflicts(
-                    session,
-                    [
-                        {
-                            "email": row.email,
-                            "email_key": row.key,
-                            "name": row.name,
-                            "timezone": row.timezone,
-                            "status": SubscriberStatus.CONFIRMED
-                            if confirmed
-                            else SubscriberStatus.PENDING,
-                            "created_at": stamp,
-                            "status_changed_at": stamp,
-                            "confirmed_at": stamp if confirmed else None,
-                            "consent_at": stamp,
-                            "consent_source": source,
-                        }
-                        for row in fresh
-                    ],
-                )
-        report.added += len(inserted)
-        for row in chunk:
-            if row.key in inserted:
-                continue
-            if existing.get(row.key) in SUPPRESSED or row.key in blocked:
-                report.suppressed += 1
-            else:
-                report.already_present += 1
-        if progress:
-            progress(len(chunk))
-        chunk.clear()
-
-    for row in rows:
-        if isinstance(row, RejectedRow):
-            report.rejected.append(row)
-            if progress:
-                progress(1)
-            continue
-        chunk.append(row)
-        if len(chunk) >= chunk_size:
-            flush()
-    flush()
+                    if progress:
+                        progress(len(chunk))
+                    chunk.clear()
+            _write_chunk(session, chunk, report, confirmed=confirmed, source=source, now=now)
+            if progress and chunk:
+                progress(len(chunk))
+    except ImportFileError as exc:
+        message = exc.message
+        if "nothing was imported" not in message:
+            message += "; nothing was imported"
+        raise ImportFileError(message, hint=exc.hint) from None
     return report
+
+
+def _write_chunk(
+    session: Session,
+    chunk: list[ImportRow],
+    report: ImportReport,
+    *,
+    confirmed: bool,
+    source: str,
+    now: datetime | None,
+) -> None:
+    """Insert one chunk of an import (in the import's transaction) and count what happened."""
+    if not chunk:
+        return
+    stamp = now or utcnow()
+    keys = [row.key for row in chunk]
+    existing = dict(
+        session.execute(
+            select(Subscriber.email_key, Subscriber.status).where(Subscriber.email_key.in_(keys))
+        ).all()
+    )
+    blocked = suppressed_keys(session, [row.key for row in chunk if row.key not in existing])
+    fresh = [row for row in chunk if row.key not in existing and row.key not in blocked]
+    inserted = set()
+    if fresh:
+        inserted = _insert_ignoring_conflicts(
+            session,
+            [
+                {
+                    "email": row.email,
+                    "email_key": row.key,
+                    "name": row.name,
+                    "timezone": row.timezone,
+                    "status": SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+                    "created_at": stamp,
+                    "status_changed_at": stamp,
+                    "confirmed_at": stamp if confirmed else None,
+                    "consent_at": stamp,
+                    "consent_source": source,
+                }
+                for row in fresh
+            ],
+        )
+    report.added += len(inserted)
+    for row in chunk:
+        if row.key in inserted:
+            continue
+        if existing.get(row.key) in SUPPRESSED or row.key in blocked:
+            report.suppressed += 1
+        else:
+            report.already_present += 1
 
 
 def count_subscribers(session: Session) -> dict[SubscriberStatus, int]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gzip
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -100,3 +104,114 @@ def test_a_20_mb_body_is_cut_off_at_the_cap(httpserver: HTTPServer) -> None:
     with Fetcher(timeout=5.0, max_bytes=5_000_000) as capped, pytest.raises(SourceError) as caught:
         capped.read(httpserver.url_for("/huge"))
     assert "over the limit of 5,000,000" in str(caught.value)
+
+
+# Issue 14: a gzip bomb is stopped while it is decompressed, not after.
+
+BOMB_SIZE = 256 * 1024 * 1024  # what the bomb inflates to
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """256 MiB of zeros in about 250 KB of gzip, built without holding the 256 MiB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(MiB)
+    parts = [packer.compress(zeros) for _ in range(BOMB_SIZE // MiB)]
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def serve_bomb(httpserver: HTTPServer, bomb: bytes) -> str:
+    httpserver.expect_request("/bomb").respond_with_data(
+        bomb, headers={"Content-Encoding": "gzip"}, content_type="application/rss+xml"
+    )
+    return httpserver.url_for("/bomb")
+
+
+def peak_growth(work: Callable[[], object]) -> int:
+    """The peak of Python allocations (all threads) while ``work`` runs, above where it started."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - start
+
+
+def test_a_gzip_bomb_costs_at_most_the_cap_while_decompressing(
+    httpserver: HTTPServer, gzip_bomb: bytes
+) -> None:
+    url = serve_bomb(httpserver, gzip_bomb)
+    errors: list[str] = []
+
+    def fetch_once() -> None:
+        with Fetcher(timeout=10.0, max_bytes=5_000_000) as capped:
+            try:
+                capped.read(url)
+            except SourceError as exc:
+                errors.append(str(exc).splitlines()[0])
+
+    growth = peak_growth(fetch_once)
+    assert errors == [f"{url} sent more than the limit of 5,000,000 bytes"]
+    print(f"peak growth {growth / MiB:.1f} MiB")
+    assert growth < 32 * MiB, f"peak growth {growth / MiB:.1f} MiB"
+
+
+def test_eight_concurrent_gzip_bombs_stay_bounded(httpserver: HTTPServer, gzip_bomb: bytes) -> None:
+    url = serve_bomb(httpserver, gzip_bomb)
+    errors: list[str] = []
+
+    def fetch_eight() -> None:
+        with Fetcher(timeout=20.0, max_bytes=1_000_000) as capped:
+
+            def one(_: int) -> None:
+                try:
+                    capped.read(url)
+                except SourceError as exc:
+                    errors.append(str(exc).splitlines()[0])
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(one, range(8)))
+
+    growth = peak_growth(fetch_eight)
+    assert errors == [f"{url} sent more than the limit of 1,000,000 bytes"] * 8
+    print(f"peak growth {growth / MiB:.1f} MiB")
+    assert growth < 32 * MiB, f"peak growth {growth / MiB:.1f} MiB"
+
+
+def test_a_gzip_body_under_the_cap_is_read_whole(httpserver: HTTPServer) -> None:
+    body = b"<rss>" + b"news " * 50_000 + b"</rss>"
+    # Two gzip members back to back are one valid body (RFC 1952).
+    packed = gzip.compress(body[:1000]) + gzip.compress(body[1000:])
+    httpserver.expect_request("/feed").respond_with_data(
+        packed, headers={"Content-Encoding": "gzip"}, content_type="application/rss+xml"
+    )
+    with Fetcher(timeout=5.0, max_bytes=len(body)) as exact:
+        assert exact.read(httpserver.url_for("/feed")) == body
+
+
+def test_a_deflate_body_is_read_whole(httpserver: HTTPServer) -> None:
+    body = b'{"coins": [' + b'"bitcoin", ' * 10_000 + b'"ether"]}'
+    httpserver.expect_request("/zlib").respond_with_data(
+        zlib.compress(body), headers={"Content-Encoding": "deflate"}
+    )
+    raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    httpserver.expect_request("/raw").respond_with_data(
+        raw.compress(body) + raw.flush(), headers={"Content-Encoding": "deflate"}
+    )
+    with Fetcher(timeout=5.0, max_bytes=1_000_000) as fetcher:
+        assert fetcher.read(httpserver.url_for("/zlib")) == body
+        assert fetcher.read(httpserver.url_for("/raw")) == body
+
+
+def test_an_unknown_content_encoding_is_refused_with_its_name(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/br").respond_with_data(
+        b"\x0b\x02\x80hello\x03", headers={"Content-Encoding": "compress"}
+    )
+    with Fetcher(timeout=5.0, max_bytes=1_000_000) as fetcher, pytest.raises(SourceError) as caught:
+        fetcher.read(httpserver.url_for("/br"))
+    assert "content encoding 'compress'" in str(caught.value)

@@ -7,6 +7,7 @@ sender stops on an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -19,9 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, make_msgid
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from newsletter import personal
 from newsletter.db import Database
 from newsletter.delivery import ledger
+from newsletter.delivery.headers import header_text
 from newsletter.delivery.message import (
     DATE,
     MESSAGE_ID,
@@ -33,13 +37,23 @@ from newsletter.delivery.message import (
 )
 from newsletter.delivery.pacing import Pacer, domain_of
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
-from newsletter.editions import DEFAULT_VARIANT, finish_sending, variant, variant_key
+from newsletter.editions import (
+    DEFAULT_VARIANT,
+    SUBJECT_MAX,
+    finish_sending,
+    variant,
+    variant_key,
+)
+from newsletter.errors import DatabaseError, TransportError
 from newsletter.models import DeliveryStatus, Issue, IssueStatus, IssueVariant
 from subscribers.base import utcnow
 from subscribers.model import MailFormat
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
 
 Clock = Callable[[], datetime]
+#: How a delivery whose message could not be built or sent is failed (kept in ``last_error``).
+UNSENDABLE = "the message could not be built or sent"
+
 #: Renders (once) and returns the stored variant for a watchlist and sections.
 VariantSource = Callable[[Issue, Sequence[str] | None, Sequence[str] | None], IssueVariant]
 
@@ -143,7 +157,11 @@ class Sender:
             stored = self._variant(issue, item)
             headers = MessageHeaders(
                 sender=self.identity.headers_from,
-                subject=stored.subject or issue.subject,
+                subject=header_text(
+                    stored.subject or issue.subject,
+                    limit=SUBJECT_MAX,
+                    fallback=self.identity.list_name,
+                ),
                 list_id=self.identity.list_id,
                 list_name=self.identity.list_name,
                 unsubscribe_mailto=self.identity.unsubscribe_mailto,
@@ -201,18 +219,26 @@ class Sender:
             self._pool = None
 
     def _send_one(self, issue: Issue, item: ledger.Claimed, date_header: str) -> ledger.Recorded:
+        """Build and send one message. A fault of this message alone (its text, its address, an
+        unexpected error) fails its delivery with the reason; the relay being unusable, or the
+        worker stopping, stops the whole send instead."""
         if self.stop is not None and self.stop.is_set():
             raise Stopped("the worker is stopping")
-        key, prepared = self._message(issue, item)
-        mid = message_id(self.identity, issue, item.subscriber_id)
-        recipient = wire_address(item.email)
-        body = prepared.personalise(
-            self._values(item.subscriber_id, item.email, recipient, mid, date_header)
-        )
-        result = self.transport.send(
-            Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
-            body,
-        )
+        try:
+            key, prepared = self._message(issue, item)
+            mid = message_id(self.identity, issue, item.subscriber_id)
+            recipient = wire_address(item.email)
+            body = prepared.personalise(
+                self._values(item.subscriber_id, item.email, recipient, mid, date_header)
+            )
+            result = self.transport.send(
+                Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
+                body,
+            )
+        except (TransportError, DatabaseError, Stopped, OperationalError, InterfaceError):
+            raise  # the relay, the worker or the database: not this message's fault
+        except Exception as exc:  # noqa: BLE001 - one message's fault is recorded, not raised
+            return _unsendable(item, exc)
         return _recorded(item, result, message_id=mid, variant_key=key)
 
     def _send_batch(
@@ -226,10 +252,13 @@ class Sender:
         pending: list[ledger.Recorded] = []
         attempted: set[int] = set()
         date_header = format_datetime(self.clock())
-        for item in batch:
-            self._message(issue, item)  # prebuild the variants here, not in the sending threads
         failure: BaseException | None = None
         try:
+            for item in batch:
+                # Prebuild the variants here, not in the sending threads; a variant that cannot
+                # be built fails its deliveries in _send_one, with the reason.
+                with contextlib.suppress(Exception):
+                    self._message(issue, item)
             if self.pacer is not None:
                 batch = self._pace(batch, pending, attempted)
                 report.deferred += len(attempted)
@@ -272,7 +301,10 @@ class Sender:
         assert self.pacer is not None
         go = []
         for item in batch:
-            wait = self.pacer.delay(wire_address(item.email))
+            try:
+                wait = self.pacer.delay(wire_address(item.email))
+            except UnicodeError:
+                wait = 0  # an address with no ASCII form: _send_one fails it with the reason
             if wait <= 0:
                 go.append(item)
                 continue
@@ -401,6 +433,19 @@ def _recorded(
     )
 
 
+def _unsendable(item: ledger.Claimed, exc: Exception) -> ledger.Recorded:
+    """A message that could not be built or handed over: its delivery fails with the reason."""
+    reason = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
+    return ledger.Recorded(
+        delivery_id=item.delivery_id,
+        subscriber_id=item.subscriber_id,
+        outcome=Outcome.FAILED.value,
+        attempts=item.attempts,
+        detail=f"{UNSENDABLE}: {reason}",
+        queued_at=item.queued_at,
+    )
+
+
 def _count(report: DeliveryReport, recorded: ledger.Recorded) -> None:
     if recorded.outcome == Outcome.SENT:
         report.sent += 1
@@ -425,7 +470,7 @@ def send_test(
     """One test copy of an edition to ``to``; the ledger is not touched. Links point to public pages."""
     headers = MessageHeaders(
         sender=identity.headers_from,
-        subject=f"[Test] {issue.subject}",
+        subject=header_text(f"[Test] {issue.subject}", limit=SUBJECT_MAX),
         list_id=identity.list_id,
         list_name=identity.list_name,
         unsubscribe_mailto=identity.unsubscribe_mailto,

@@ -421,7 +421,11 @@ def import_file(
                 handle.write(chunk)
         report = import_rows(
             state.write,
-            read_csv(path),
+            read_csv(
+                path,
+                max_field_chars=state.app.settings.import_max_field_chars,
+                max_line_chars=state.app.settings.import_max_line_chars,
+            ),
             confirmed=confirmed,
             source=f"api-import:{_file_label(file.filename)}",
             now=state.clock(),
