@@ -276,10 +276,12 @@ def test_a_hanging_server_times_out_and_the_edition_sends(
     release = threading.Event()
 
     def hang(_: Request) -> Response:
-        release.wait(5)
+        # Hang until the day is over: every attempt, retries included, must time out.
+        release.wait(60)
         return Response("[]", content_type="application/json")
 
-    served(watchlist=hang)
+    # The market API hangs as a whole (the server answers no request of it).
+    served(watchlist=hang, top=hang, totals=hang)
     try:
         outcomes, message = run_day(hostile_app)
     finally:
