@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote
 
 from fastapi.testclient import TestClient
@@ -55,13 +56,15 @@ def _tokens(message: EmailMessage) -> list[tuple[str, str, str]]:
 
 
 def test_gap_each_messages_links_belong_to_its_recipient(
-    app_factory: Callable[..., App], database_url: str, smtp_server: SmtpServer
+    app_factory: Callable[..., App], database_url: str, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     app = app_factory(
         database_url=database_url,
         transport="smtp",
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,
+        # the mailto: is offered only when its mailbox is read
+        unsubscribe_mailbox=str(tmp_path / "unsubscribes"),
     )
     pipeline.fetch(app, now=FIXED_NOW)
     pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
