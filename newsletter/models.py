@@ -187,6 +187,8 @@ class Delivery(Base):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
+        # Delivery ids appear in bounce reports: never reuse one (SQLite would, without this).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

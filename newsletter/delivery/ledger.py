@@ -48,6 +48,8 @@ class Claimed:
     queued_at: datetime
     watchlist: tuple[str, ...] | None = None
     sections: tuple[str, ...] | None = None
+    #: The subscriber's link key, which every personal link of the message carries.
+    link_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,9 @@ def update_rows(session: Session, *conditions: ColumnElement[bool], **values: An
         )
     )
     return max(result.rowcount, 0)
+
+
+_RECEIVING = SubscriberStatus.CONFIRMED
 
 
 def receives_editions() -> ColumnElement[bool]:
@@ -221,8 +226,19 @@ def claim_batch(
     """Take up to ``size`` due rows under a lease.
 
     PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); SQLite runs this inside
-    ``BEGIN IMMEDIATE`` (see ``newsletter.db``), which serialises claimers.
+    ``BEGIN IMMEDIATE`` (see ``newsletter.db``), which serialises claimers. Rows of subscribers who
+    no longer receive editions are closed as ``suppressed`` instead of being handed out.
     """
+    while True:
+        batch = _claim(session, issue_id, owner=owner, size=size, now=now, lease=lease)
+        if batch is not None:
+            return batch
+
+
+def _claim(
+    session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
+) -> list[Claimed] | None:
+    """One claim; None when every row claimed belonged to someone who left (claim again)."""
     due = (
         select(Delivery.id)
         .where(
@@ -254,13 +270,33 @@ def claim_batch(
         for row in session.execute(
             select(
                 Subscriber.id,
+                Subscriber.status,
                 Subscriber.email,
                 Subscriber.format,
                 Subscriber.watchlist,
                 Subscriber.sections,
+                Subscriber.link_key,
             ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
         )
     }
+    # Whoever left, bounced or complained since the edition was queued gets nothing: by construction,
+    # whichever door suppressed them. Their rows are closed here, never handed to a transport.
+    gone = [row.id for row in claimed if people[row.subscriber_id].status is not _RECEIVING]
+    if gone:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(gone))
+            .values(
+                status=DeliveryStatus.SUPPRESSED,
+                lease_owner=None,
+                lease_until=None,
+                last_error="not sent: the subscriber no longer receives editions",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        claimed = [row for row in claimed if row.id not in set(gone)]
+        if not claimed:
+            return None
     batch = [
         Claimed(
             delivery_id=row.id,
@@ -271,6 +307,7 @@ def claim_batch(
             queued_at=_aware(row.created_at),
             watchlist=_choice(people[row.subscriber_id].watchlist),
             sections=_choice(people[row.subscriber_id].sections),
+            link_key=people[row.subscriber_id].link_key,
         )
         for row in claimed
     ]
