@@ -241,7 +241,7 @@ def _insert_ignoring_conflicts(session: Session, values: list[dict[str, Any]]) -
     """Insert subscribers, skipping addresses that appeared meanwhile; return the ids by key."""
     statement = insert_ignoring_conflicts(session, Subscriber, index_elements=["email_key"])
     result = session.execute(statement.returning(Subscriber.email_key, Subscriber.id), values)
-    return dict(result.tuples().all())
+    return {row[0]: row[1] for row in result}
 
 
 def import_rows(
