@@ -321,6 +321,28 @@ def subscribers_export(context: Context, output: Path | None, status: str | None
     context.err.print(f"Exported {written} subscribers{f' to {output}' if output else ''}.")
 
 
+@subscribers.command("delete")
+@click.argument("email")
+@pass_context
+def subscribers_delete(context: Context, email: str) -> None:
+    """Delete one subscriber (an address that ever left stays suppressed, as a hash)."""
+    with context.app.database.transaction() as session:
+        removal = privacy.delete_by_email(session, email, now=utcnow())
+    kept = "; its hash keeps it suppressed" if removal.suppressed else ""
+    context.console.print(f"Deleted {email}{kept}.")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@pass_context
+def subscribers_erase(context: Context, email: str) -> None:
+    """Erase everything held about an address (right to erasure); only its hash stays."""
+    with context.app.database.transaction() as session:
+        removal = privacy.erase(session, email, now=utcnow())
+    held = "its data, deliveries and reports removed" if removal.found else "it was not on the list"
+    context.console.print(f"Erased {email} ({held}); its hash keeps it suppressed.")
+
+
 @subscribers.command("purge-pending")
 @click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
 @pass_context

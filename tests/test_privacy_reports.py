@@ -3,9 +3,11 @@ and the privacy export includes those reports (they hold the address)."""
 
 from __future__ import annotations
 
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from newsletter import pipeline
+from newsletter.cli import cli
 from newsletter.delivery.bounces import Report, record_report
 from newsletter.models import Bounce, BounceKind, Delivery
 from tests.conftest import FIXED_NOW
@@ -18,7 +20,7 @@ def _reported(web: Web, address: str, kind: BounceKind) -> int:
     """Subscribe, send an edition, then receive a report about that message."""
     web.subscribed(address)
     pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.send(web.app, edition_date=FIXED_NOW.date(), now=FIXED_NOW)
+    pipeline.send(web.app, edition_date=FIXED_NOW.date(), now=FIXED_NOW, follow_up=True)
     with web.app.database.transaction() as session:
         subscriber = web.subscriber(address)
         assert subscriber is not None
@@ -80,3 +82,26 @@ def test_finding_4_privacy_export_includes_bounce_and_complaint_reports(web_db: 
     assert [report["kind"] for report in data["reports"]] == ["hard"]
     assert data["reports"][0]["recipient"] == "reported@example.com"
     assert data["reports"][0]["diagnostic"] == "user unknown reported@example.com"
+
+
+def _cli(web: Web, *args: str) -> str:
+    settings = web.app.settings
+    env = {
+        "NEWSLETTER_CONFIG": "examples/demo.toml",
+        "NEWSLETTER_DATABASE_URL": settings.database_url,
+        "NEWSLETTER_OUTBOX_DIR": str(settings.outbox_dir),
+    }
+    result = CliRunner().invoke(cli, ["subscribers", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_finding_4_cli_delete_and_erase_go_through_the_same_function(web_db: Web) -> None:
+    web = web_db
+    _reported(web, "one@example.com", BounceKind.HARD)
+    _reported(web, "two@example.com", BounceKind.COMPLAINT)
+    assert "hash keeps it suppressed" in _cli(web, "delete", "one@example.com")
+    assert "reports removed" in _cli(web, "erase", "two@example.com")
+    assert web.subscriber("one@example.com") is None
+    assert web.subscriber("two@example.com") is None
+    assert _reports(web) == 0

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import Bounce, Delivery, Issue
 from subscribers import privacy
 from subscribers.addresses import normalise
-from subscribers.errors import InvalidAddress
+from subscribers.errors import InvalidAddress, UnknownSubscriber
 from subscribers.model import Subscriber
 
 
@@ -44,6 +44,16 @@ def delete_subscriber(
     if subscriber is None:
         return None
     return privacy.delete_subscriber(session, subscriber, release=release, now=now)
+
+
+def delete_by_email(session: Session, email: str, *, now: datetime) -> privacy.Removal:
+    """Delete the subscriber with this address; :class:`UnknownSubscriber` when there is none."""
+    key = normalise(email).key
+    found = session.scalar(select(Subscriber.id).where(Subscriber.email_key == key))
+    removal = None if found is None else delete_subscriber(session, found, now=now)
+    if removal is None:
+        raise UnknownSubscriber(f"no subscriber has the address {email}")
+    return removal
 
 
 def erase(session: Session, email: str, *, now: datetime) -> privacy.Removal:
