@@ -56,8 +56,8 @@ ADDRESSES = ("ann@example.com", "bob@example.com")
 EDITIONS = (FIXED_NOW.date(), FIXED_NOW.date() + timedelta(days=1))
 _URL = re.compile(r"https?://[^\s<>\"']+/(confirm|unsubscribe|preferences)/[A-Za-z0-9_.\-]+")
 
-#: Enough to matter, small enough for ``make test``: 15-35 s per database on a busy 2-core machine.
-EXAMPLES = 50
+#: Enough to matter, small enough for ``make test``: 13-30 s per database on a busy 2-core machine.
+EXAMPLES = 40
 STEPS = 40
 
 address = st.sampled_from(ADDRESSES)
