@@ -229,9 +229,9 @@ def insert_subscribers(app: App, first: int, last: int) -> float:
         session.execute(
             text(
                 "INSERT INTO subscribers (email, email_key, status, format, timezone, created_at, "
-                "confirmed_at, status_changed_at, paused) "
+                "confirmed_at, status_changed_at, paused, link_key) "
                 "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', "
-                "'confirmed', 'html', 'UTC', now(), now(), now(), false "
+                "'confirmed', 'html', 'UTC', now(), now(), now(), false, md5(random()::text) "
                 "FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n"
             ),
             {"first": first, "last": last},

@@ -37,6 +37,7 @@ from newsletter.db import redact
 from newsletter.delivery import ledger
 from newsletter.errors import NewsletterError, operator_errors
 from newsletter.models import DeliveryStatus
+from newsletter.services import privacy
 from subscribers.base import utcnow
 from subscribers.model import SubscriberStatus
 from subscribers.service import (
@@ -322,6 +323,50 @@ def subscribers_export(context: Context, output: Path | None, status: str | None
             with output.open("w", encoding="utf-8", newline="") as handle:
                 written = export_csv(subscribers_iter, handle)
     context.err.print(f"Exported {written} subscribers{f' to {output}' if output else ''}.")
+
+
+@subscribers.command("delete")
+@click.argument("email")
+@pass_context
+def subscribers_delete(context: Context, email: str) -> None:
+    """Delete one subscriber (an address that ever left stays suppressed, as a hash)."""
+    with context.app.database.transaction() as session:
+        removal = privacy.delete_by_email(session, email, now=utcnow())
+    kept = "; its hash keeps it suppressed" if removal.suppressed else ""
+    context.console.print(f"Deleted {email}{kept}.")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@pass_context
+def subscribers_erase(context: Context, email: str) -> None:
+    """Erase everything held about an address (right to erasure); only its hash stays."""
+    with context.app.database.transaction() as session:
+        removal = privacy.erase(session, email, now=utcnow())
+    held = "its data, deliveries and reports removed" if removal.found else "it was not on the list"
+    context.console.print(f"Erased {email} ({held}); its hash keeps it suppressed.")
+
+
+@subscribers.command("purge-pending")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+@pass_context
+def subscribers_purge_pending(context: Context, dry_run: bool) -> None:
+    """Purge signups never confirmed within the confirmation window plus the grace period."""
+    settings = context.app.settings
+    with context.app.database.transaction() as session:
+        count = privacy.purge_pending(
+            session,
+            now=utcnow(),
+            confirm_hours=settings.confirm_token_hours,
+            grace_days=settings.pending_grace_days,
+            dry_run=dry_run,
+        )
+    noun = f"{count} pending signup{'s' if count != 1 else ''}"
+    days = f"{settings.confirm_token_hours} hours + {settings.pending_grace_days} days"
+    if dry_run:
+        context.console.print(f"{noun} would be purged (unconfirmed for over {days}).")
+    else:
+        context.console.print(f"Purged {noun} (unconfirmed for over {days}).")
 
 
 # sources and editions

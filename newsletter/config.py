@@ -336,6 +336,12 @@ class Settings(BaseSettings):
     confirm_token_hours: int = Field(
         default=48, ge=1, le=720, description="Hours a confirmation link stays valid."
     )
+    pending_grace_days: int = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="Days past the confirmation window before an unconfirmed signup is purged.",
+    )
     confirmations_per_day: int = Field(
         default=3, ge=1, le=100, description="Most subscription mails one address gets per day."
     )

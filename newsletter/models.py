@@ -189,6 +189,8 @@ class Delivery(Base):
         ),
         # The send rate of the last minutes (metrics) reads a short range, not the whole ledger.
         Index("ix_deliveries_sent_at", "sent_at"),
+        # Delivery ids appear in bounce reports: never reuse one (SQLite would, without this).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -16,6 +16,9 @@ For an edition date (a day in ``NEWSLETTER_TIMEZONE``):
   ``misfire_grace_minutes``; past that the edition, or the part of it that is late, is not sent, and
   the decision is logged;
 - an edition that has not gone out ``deadline_minutes`` after its earliest send logs a warning.
+
+Once an hour a tick also purges signups never confirmed within the confirmation window plus
+``pending_grace_days``.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ from newsletter.delivery.unsubscribes import process_unsubscribe_mailbox
 from newsletter.editions import get_issue
 from newsletter.errors import NewsletterError
 from newsletter.models import REBUILDABLE, Delivery, DeliveryStatus, IssueStatus, SourceState
+from newsletter.services import privacy
 from subscribers.model import Subscriber
 
 log = logging.getLogger(__name__)
+
+#: How often a tick purges unconfirmed signups (a cheap query, but not every minute).
+PURGE_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,7 @@ class DailyPlan:
     clock: Callable[[], datetime]
     #: Decisions already logged, so a tick every minute does not repeat them.
     _said: set[tuple[date, str]] = field(default_factory=set)
+    _purged_at: datetime | None = None
 
     def send_hours(self) -> list[tuple[str | None, int | None]]:
         """The distinct (time zone, chosen hour) pairs of the subscribers who get editions."""
@@ -117,7 +125,31 @@ class DailyPlan:
             except NewsletterError as exc:
                 log.error("edition %s: %s", edition_date, exc)
                 done.append(f"{edition_date}: error: {exc.message}")
+        try:
+            purged = self.purge(now)
+        except NewsletterError as exc:
+            log.error("purging pending signups: %s", exc)
+            purged = 0
+        if purged:
+            done.append(f"purged {purged} pending signups")
         return done
+
+    def purge(self, now: datetime) -> int:
+        """Purge unconfirmed signups past the window plus grace, at most once per ``PURGE_EVERY``."""
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return 0
+        settings = self.app.settings
+        with self.app.database.transaction() as session:
+            purged = privacy.purge_pending(
+                session,
+                now=now,
+                confirm_hours=settings.confirm_token_hours,
+                grace_days=settings.pending_grace_days,
+            )
+        self._purged_at = now
+        if purged:
+            log.info("purged %d signups never confirmed", purged)
+        return purged
 
     def _edition(
         self,

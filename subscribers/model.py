@@ -8,15 +8,29 @@
 
 Suppression is a status, never a deletion: an import cannot bring back an address that left. When a
 row is deleted or erased, a :class:`Suppression` keeps a hash of its address so that this still holds.
+
+Ids are never reused (AUTOINCREMENT on SQLite, sequences on PostgreSQL), and each subscriber holds a
+random ``link_key`` that every personal link carries: erasing or deleting the row kills its links.
+Every consent given or withdrawn is appended to :class:`ConsentEvent`, never overwritten.
 """
 
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Integer, String, Text, false
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
@@ -37,6 +51,11 @@ SUPPRESSED = frozenset(
 )
 
 
+def new_link_key() -> str:
+    """A random key for a subscriber's personal links (96 bits, URL-safe)."""
+    return secrets.token_urlsafe(12)
+
+
 class MailFormat(enum.StrEnum):
     HTML = "html"
     TEXT = "text"
@@ -48,6 +67,7 @@ class Subscriber(Base):
         CheckConstraint(
             "send_hour IS NULL OR (send_hour >= 0 AND send_hour <= 23)", name="send_hour"
         ),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -84,6 +104,10 @@ class Subscriber(Base):
     confirm_nonce: Mapped[str | None] = mapped_column(String(32))
     #: Skip me until I unpause (a preference; the status stays confirmed).
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Carried by every personal link; dies with the row, so an erased person's links act on nobody.
+    link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
+    #: Subscribed before links carried a key: links with the id alone still work for this row.
+    legacy_links: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.id} {self.status.value}>"
@@ -93,10 +117,10 @@ class Subscriber(Base):
         return self.status in SUPPRESSED
 
     def as_dict(self) -> dict[str, Any]:
-        """Everything held about this subscriber, as JSON-ready data (not the confirmation nonce)."""
+        """Everything held about this subscriber, as JSON-ready data (not the nonce or link key)."""
         data: dict[str, Any] = {}
         for column in self.__table__.columns:
-            if column.key == "confirm_nonce":
+            if column.key in ("confirm_nonce", "link_key"):
                 continue
             value = getattr(self, column.key)
             if isinstance(value, datetime):
@@ -120,6 +144,47 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentKind(enum.StrEnum):
+    SIGNUP = "signup"  # asked on the form (double opt-in pending)
+    CONFIRM = "confirm"  # confirmed from the mailed link
+    REJOIN = "rejoin"  # came back through the signed link of one's own mail
+    ADDED = "added"  # added by an operator (CLI, API), consent obtained elsewhere
+    IMPORTED = "imported"  # imported from a file
+    UNSUBSCRIBE = "unsubscribe"  # consent withdrawn
+
+
+#: Kinds that withdraw consent: an address with one of these was suppressed once.
+WITHDRAWN = frozenset({ConsentKind.UNSUBSCRIBE})
+
+
+class ConsentEvent(Base):
+    """One consent given or withdrawn: appended, never changed. Erasure removes them with the row."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    wording: Mapped[str | None] = mapped_column(String(40))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "source": self.source,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "wording": self.wording,
+        }
 
 
 class RateLimitBucket(Base):

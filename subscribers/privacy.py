@@ -17,18 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from subscribers import consent
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts, utcnow
-from subscribers.model import Subscriber, Suppression
+from subscribers.model import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 
 #: Removes what refers to a subscriber id elsewhere before the row goes (deliveries, ...).
 Release = Callable[[Session, int], object]
 
 ERASED = "erased"
 DELETED = "deleted"
+PURGED = "purged"
 
 
 def address_hash(key: str) -> str:
@@ -74,6 +76,25 @@ class Removal:
     subscriber_id: int | None = None
 
 
+def ever_suppressed(session: Session, subscriber: Subscriber) -> bool:
+    """Whether this address left, bounced or complained at any time, even if its owner came back."""
+    return (
+        subscriber.is_suppressed
+        or subscriber.unsubscribed_at is not None
+        or consent.ever_withdrawn(session, subscriber.id)
+    )
+
+
+def _remove(session: Session, subscriber: Subscriber, release: Release | None) -> int:
+    subscriber_id = subscriber.id
+    if release is not None:
+        release(session, subscriber_id)
+    session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id))
+    session.delete(subscriber)
+    session.flush()
+    return subscriber_id
+
+
 def delete_subscriber(
     session: Session,
     subscriber: Subscriber,
@@ -81,16 +102,49 @@ def delete_subscriber(
     release: Release | None = None,
     now: datetime | None = None,
 ) -> Removal:
-    """Delete a row. A suppressed one (left, bounced, complained) leaves its hash behind."""
-    suppressed = subscriber.is_suppressed
+    """Delete a row. One that was ever suppressed (left, bounced, complained) leaves its hash."""
+    suppressed = ever_suppressed(session, subscriber)
     if suppressed:
         suppress_key(session, subscriber.email_key, reason=DELETED, now=now)
-    subscriber_id = subscriber.id
-    if release is not None:
-        release(session, subscriber_id)
-    session.delete(subscriber)
-    session.flush()
+    subscriber_id = _remove(session, subscriber, release)
     return Removal(found=True, suppressed=suppressed, subscriber_id=subscriber_id)
+
+
+def stale_pending(session: Session, *, before: datetime) -> list[Subscriber]:
+    """Signups never confirmed whose last request is older than ``before``."""
+    return list(
+        session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.PENDING,
+                func.coalesce(Subscriber.consent_at, Subscriber.created_at) < before,
+            )
+            .order_by(Subscriber.id)
+        )
+    )
+
+
+def purge_pending(
+    session: Session,
+    *,
+    before: datetime,
+    release: Release | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> int:
+    """Delete signups never confirmed and requested before ``before``; keep no address.
+
+    An address that was suppressed once (an old row) keeps only its hash, as a deletion would.
+    Returns how many were (or, with ``dry_run``, would be) purged.
+    """
+    stale = stale_pending(session, before=before)
+    if dry_run:
+        return len(stale)
+    for subscriber in stale:
+        if ever_suppressed(session, subscriber):
+            suppress_key(session, subscriber.email_key, reason=PURGED, now=now)
+        _remove(session, subscriber, release)
+    return len(stale)
 
 
 def erase(
@@ -105,11 +159,7 @@ def erase(
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if subscriber is None:
         return Removal(found=False, suppressed=True)
-    subscriber_id = subscriber.id
-    if release is not None:
-        release(session, subscriber_id)
-    session.delete(subscriber)
-    session.flush()
+    subscriber_id = _remove(session, subscriber, release)
     return Removal(found=True, suppressed=True, subscriber_id=subscriber_id)
 
 
@@ -126,6 +176,9 @@ def export_data(session: Session, email: str, *, now: datetime | None = None) ->
         "generated_at": (now or utcnow()).isoformat(),
         "on_the_list": subscriber is not None,
         "subscriber": subscriber.as_dict() if subscriber is not None else None,
+        "consent_history": [event.as_dict() for event in consent.history(session, subscriber.id)]
+        if subscriber is not None
+        else [],
         "suppression": {
             "reason": suppression.reason,
             "since": suppression.created_at.isoformat(),

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from subscribers import consent
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts, utcnow
 from subscribers.csvlimits import (
@@ -33,7 +34,14 @@ from subscribers.errors import (
     SuppressedAddress,
     UnknownSubscriber,
 )
-from subscribers.model import SUPPRESSED, Subscriber, SubscriberStatus, Suppression
+from subscribers.model import (
+    SUPPRESSED,
+    ConsentKind,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    new_link_key,
+)
 from subscribers.privacy import address_hash, suppressed_keys
 from subscribers.spreadsheet import neutralise, restore
 
@@ -132,9 +140,11 @@ def add_subscriber(
         confirmed_at=now if confirmed else None,
         consent_at=now,
         consent_source=source,
+        link_key=new_link_key(),
     )
     session.add(subscriber)
     session.flush()
+    consent.append(session, subscriber.id, ConsentKind.ADDED, at=now, source=source)
     return subscriber, True
 
 
@@ -242,11 +252,11 @@ def _read_rows(
         yield ImportRow(line, address.email, address.key, name, zone)
 
 
-def _insert_ignoring_conflicts(session: Session, values: list[dict[str, Any]]) -> set[str]:
-    """Insert subscribers, skipping addresses that appeared meanwhile; return the keys inserted."""
+def _insert_ignoring_conflicts(session: Session, values: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert subscribers, skipping addresses that appeared meanwhile; return the ids by key."""
     statement = insert_ignoring_conflicts(session, Subscriber, index_elements=["email_key"])
-    result = session.execute(statement.returning(Subscriber.email_key), values)
-    return set(result.scalars())
+    result = session.execute(statement.returning(Subscriber.email_key, Subscriber.id), values)
+    return {row[0]: row[1] for row in result}
 
 
 def import_rows(
@@ -303,7 +313,11 @@ def _write_chunk(
     source: str,
     now: datetime | None,
 ) -> None:
-    """Insert one chunk of an import (in the import's transaction) and count what happened."""
+    """Insert one chunk of an import (in the import's transaction) and count what happened.
+
+    Addresses already on the list are counted, not changed; suppressed ones (unsubscribed, bounced,
+    complained, or erased after leaving) stay suppressed.
+    """
     if not chunk:
         return
     stamp = now or utcnow()
@@ -315,7 +329,7 @@ def _write_chunk(
     )
     blocked = suppressed_keys(session, [row.key for row in chunk if row.key not in existing])
     fresh = [row for row in chunk if row.key not in existing and row.key not in blocked]
-    inserted = set()
+    inserted: dict[str, int] = {}
     if fresh:
         inserted = _insert_ignoring_conflicts(
             session,
@@ -331,9 +345,15 @@ def _write_chunk(
                     "confirmed_at": stamp if confirmed else None,
                     "consent_at": stamp,
                     "consent_source": source,
+                    "link_key": new_link_key(),
+                    "legacy_links": False,
+                    "paused": False,
                 }
                 for row in fresh
             ],
+        )
+        consent.append_many(
+            session, inserted.values(), ConsentKind.IMPORTED, at=stamp, source=source
         )
     report.added += len(inserted)
     for row in chunk:

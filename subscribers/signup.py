@@ -4,11 +4,17 @@ Each function works in the caller's transaction and answers what happened and wh
 caller should send; composing and sending the mail is the caller's business. Whatever the address's
 state, the web shows the same page afterwards: the outcome is for the mail and the logs, never for the
 person who typed the address.
+
+A signup of an address that left (unsubscribed) changes nothing stored: the confirmation mail carries
+a nonce derived from the row's link key and its last status change, and only confirming it brings the
+address back. A bounced or complained address is not mailed at all. Every consent is appended to the
+history (:mod:`subscribers.consent`).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,13 +22,19 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from subscribers import consent as history
 from subscribers import model
 from subscribers.addresses import normalise
 from subscribers.base import insert_ignoring_conflicts
 from subscribers.errors import SubscriberError
-from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.links import belongs_to, holder
+from subscribers.model import ConsentKind, Subscriber, SubscriberStatus, new_link_key
 from subscribers.privacy import lift_suppression
 from subscribers.service import check_timezone
+from subscribers.tokens import LinkClaim
+
+#: Who a function acts on: an id (the operator's word) or a personal link (checked against the row).
+Who = int | LinkClaim
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +51,7 @@ class Consent:
 class Signup(enum.StrEnum):
     NEW = "new"  # a new pending subscriber: send a confirmation mail
     PENDING = "pending"  # already pending: send the confirmation mail again
-    RESUBSCRIBED = "resubscribed"  # had left, now pending again: send a confirmation mail
+    RESUBSCRIBED = "resubscribed"  # had left: nothing changes; send a confirmation mail
     ALREADY = "already"  # confirmed already: tell the owner, change nothing
     BLOCKED = "blocked"  # bounced or complained: send nothing
 
@@ -50,6 +62,7 @@ class SignupResult:
     subscriber_id: int
     email: str
     nonce: str | None
+    link_key: str | None = None
 
     @property
     def mail(self) -> str | None:
@@ -65,19 +78,50 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def _clip(value: str | None, length: int) -> str | None:
-    if value is None:
-        return None
-    cleaned = "".join(char for char in value if char.isprintable())
-    return cleaned[:length] or None
+_clip = history.clip
 
 
-def _record(subscriber: Subscriber, consent: Consent) -> None:
+def return_nonce(subscriber: Subscriber) -> str:
+    """The nonce of a confirmation mailed to an address that left: good until its status changes.
+
+    Nothing is stored for it: it derives from the row's link key and the time of its last status
+    change, so a signup by anyone changes nothing, and the link dies when the owner leaves again.
+    """
+    changed = round(subscriber.status_changed_at.timestamp() * 1_000_000)
+    digest = hashlib.sha256(f"return:{subscriber.link_key}:{changed}".encode()).hexdigest()
+    return "r" + digest[:31]
+
+
+def _record(session: Session, subscriber: Subscriber, consent: Consent, kind: ConsentKind) -> None:
     subscriber.consent_at = consent.at
     subscriber.consent_ip = _clip(consent.ip, 45)
     subscriber.consent_user_agent = _clip(consent.user_agent, 500)
     subscriber.consent_source = _clip(consent.source, 200)
     subscriber.consent_wording = _clip(consent.wording, 40)
+    _append(session, subscriber.id, consent, kind)
+
+
+def _append(session: Session, subscriber_id: int, consent: Consent, kind: ConsentKind) -> None:
+    history.append(
+        session,
+        subscriber_id,
+        kind,
+        at=consent.at,
+        source=consent.source,
+        ip=consent.ip,
+        user_agent=consent.user_agent,
+        wording=consent.wording,
+    )
+
+
+def _load(session: Session, who: Who) -> Subscriber | None:
+    if isinstance(who, LinkClaim):
+        return holder(session, who, for_update=True)
+    return session.get(Subscriber, who, with_for_update=True)
+
+
+def _id_of(who: Who) -> int:
+    return who.subscriber_id if isinstance(who, LinkClaim) else who
 
 
 def _zone(value: str | None) -> str | None:
@@ -102,6 +146,7 @@ def request(
     now = consent.at
     zone = _zone(timezone)
     nonce = new_nonce()
+    link_key = new_link_key()
     statement = insert_ignoring_conflicts(session, Subscriber, index_elements=["email_key"])
     inserted = session.execute(
         statement.values(
@@ -119,10 +164,13 @@ def request(
             consent_wording=_clip(consent.wording, 40),
             confirm_nonce=nonce,
             paused=False,
+            link_key=link_key,
+            legacy_links=False,
         ).returning(Subscriber.id)
     ).scalar()
     if inserted is not None:
-        return SignupResult(Signup.NEW, inserted, address.email, nonce)
+        _append(session, inserted, consent, ConsentKind.SIGNUP)
+        return SignupResult(Signup.NEW, inserted, address.email, nonce, link_key)
 
     subscriber = session.scalars(
         select(Subscriber).where(Subscriber.email_key == address.key).with_for_update()
@@ -132,19 +180,27 @@ def request(
             subscriber.confirm_nonce = nonce
         if zone and not subscriber.timezone:
             subscriber.timezone = zone
-        _record(subscriber, consent)
+        _record(session, subscriber, consent, ConsentKind.SIGNUP)
         return SignupResult(
-            Signup.PENDING, subscriber.id, subscriber.email, subscriber.confirm_nonce
+            Signup.PENDING,
+            subscriber.id,
+            subscriber.email,
+            subscriber.confirm_nonce,
+            subscriber.link_key,
         )
     if subscriber.status is SubscriberStatus.CONFIRMED:
-        return SignupResult(Signup.ALREADY, subscriber.id, subscriber.email, None)
+        return SignupResult(
+            Signup.ALREADY, subscriber.id, subscriber.email, None, subscriber.link_key
+        )
     if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
-        model.resubscribe(subscriber, now=now)
-        subscriber.confirm_nonce = nonce
-        if zone:
-            subscriber.timezone = zone
-        _record(subscriber, consent)
-        return SignupResult(Signup.RESUBSCRIBED, subscriber.id, subscriber.email, nonce)
+        # Nothing changes until the owner confirms from the mailed link (see return_nonce).
+        return SignupResult(
+            Signup.RESUBSCRIBED,
+            subscriber.id,
+            subscriber.email,
+            return_nonce(subscriber),
+            subscriber.link_key,
+        )
     return SignupResult(Signup.BLOCKED, subscriber.id, subscriber.email, None)
 
 
@@ -160,6 +216,7 @@ class ConfirmResult:
     outcome: Confirmation
     subscriber_id: int
     email: str | None
+    link_key: str | None = None
 
 
 def confirm(
@@ -170,26 +227,60 @@ def confirm(
     ip: str | None,
     user_agent: str | None,
     now: datetime,
+    key: str | None = None,
 ) -> ConfirmResult:
     """The confirmation button was pressed with a valid, unexpired token of ``subscriber_id``.
 
-    The token works once: it must carry the nonce the subscriber holds, which confirming clears.
+    The token works once: it must carry the nonce the subscriber holds, which confirming clears (or,
+    for an address that left, :func:`return_nonce`, which confirming changes). With ``key`` the token
+    must also carry the row's link key, so a token of an erased subscriber confirms nobody; without
+    it the nonce alone binds the token to this pending period.
     """
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None:
+    owns = belongs_to(LinkClaim(subscriber_id, key), subscriber)
+    if subscriber is None or (key is not None and not owns):
         return ConfirmResult(Confirmation.UNKNOWN, subscriber_id, None)
-    if subscriber.status is SubscriberStatus.PENDING and (
+    given = nonce or ""
+    pending = subscriber.status is SubscriberStatus.PENDING and (
         subscriber.confirm_nonce is not None
-        and secrets.compare_digest(subscriber.confirm_nonce, nonce or "")
-    ):
+        and secrets.compare_digest(subscriber.confirm_nonce, given)
+    )
+    returning = subscriber.status is SubscriberStatus.UNSUBSCRIBED and secrets.compare_digest(
+        return_nonce(subscriber), given
+    )
+    if pending or returning:
+        if returning:
+            model.resubscribe(subscriber, now=now)
+            subscriber.consent_at = now
+            subscriber.consent_source = "web:confirm-return"
+            subscriber.consent_ip = _clip(ip, 45)
+            subscriber.consent_user_agent = _clip(user_agent, 500)
         model.confirm(subscriber, now=now)
         subscriber.confirm_nonce = None
         subscriber.confirmed_ip = _clip(ip, 45)
         subscriber.confirmed_user_agent = _clip(user_agent, 500)
+        history.append(
+            session,
+            subscriber.id,
+            ConsentKind.CONFIRM,
+            at=now,
+            source="web:confirm",
+            ip=ip,
+            user_agent=user_agent,
+            wording=subscriber.consent_wording,
+        )
         lift_suppression(session, subscriber.email_key)
-        return ConfirmResult(Confirmation.CONFIRMED, subscriber.id, subscriber.email)
+        return ConfirmResult(
+            Confirmation.CONFIRMED, subscriber.id, subscriber.email, subscriber.link_key
+        )
     if subscriber.status is SubscriberStatus.CONFIRMED:
-        return ConfirmResult(Confirmation.ALREADY, subscriber.id, subscriber.email)
+        # Hand out the link key only to a token that carries it (not to an old token of an id).
+        return ConfirmResult(
+            Confirmation.ALREADY,
+            subscriber.id,
+            subscriber.email,
+            subscriber.link_key if owns else None,
+        )
     return ConfirmResult(Confirmation.STALE, subscriber.id, subscriber.email)
 
 
@@ -204,19 +295,22 @@ class LeaveResult:
     outcome: Leave
     subscriber_id: int
     email: str | None
+    link_key: str | None = None
 
 
-def leave(
-    session: Session, subscriber_id: int, *, now: datetime, reason: str = "one-click"
-) -> LeaveResult:
-    """Unsubscribe (idempotent): the signed unsubscribe link, a mail client's one-click POST, or the API."""
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+def leave(session: Session, who: Who, *, now: datetime, reason: str = "one-click") -> LeaveResult:
+    """Unsubscribe (idempotent): the signed unsubscribe link, a mail client's one-click POST, or the API.
+
+    ``who`` is a :class:`LinkClaim` for a link (it must belong to the row), an id for the operator.
+    """
+    subscriber = _load(session, who)
     if subscriber is None:
-        return LeaveResult(Leave.UNKNOWN, subscriber_id, None)
+        return LeaveResult(Leave.UNKNOWN, _id_of(who), None)
     if model.unsubscribe(subscriber, now=now, reason=reason):
         subscriber.confirm_nonce = None
-        return LeaveResult(Leave.UNSUBSCRIBED, subscriber.id, subscriber.email)
-    return LeaveResult(Leave.ALREADY, subscriber.id, subscriber.email)
+        history.append(session, subscriber.id, ConsentKind.UNSUBSCRIBE, at=now, source=reason)
+        return LeaveResult(Leave.UNSUBSCRIBED, subscriber.id, subscriber.email, subscriber.link_key)
+    return LeaveResult(Leave.ALREADY, subscriber.id, subscriber.email, subscriber.link_key)
 
 
 class Rejoin(enum.StrEnum):
@@ -231,19 +325,20 @@ class RejoinResult:
     outcome: Rejoin
     subscriber_id: int
     email: str | None
+    link_key: str | None = None
 
 
-def rejoin(session: Session, subscriber_id: int, *, consent: Consent) -> RejoinResult:
+def rejoin(session: Session, who: Who, *, consent: Consent) -> RejoinResult:
     """Come back through the signed link of one's own mail (the "resubscribe" button).
 
     The link proves the address is the clicker's, as a confirmation would: the subscriber moves
     unsubscribed → pending → confirmed in one go, with a new consent record.
     """
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+    subscriber = _load(session, who)
     if subscriber is None:
-        return RejoinResult(Rejoin.UNKNOWN, subscriber_id, None)
+        return RejoinResult(Rejoin.UNKNOWN, _id_of(who), None)
     if subscriber.status is SubscriberStatus.CONFIRMED:
-        return RejoinResult(Rejoin.ALREADY, subscriber.id, subscriber.email)
+        return RejoinResult(Rejoin.ALREADY, subscriber.id, subscriber.email, subscriber.link_key)
     if subscriber.status not in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.PENDING):
         return RejoinResult(Rejoin.BLOCKED, subscriber.id, subscriber.email)
     if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
@@ -252,6 +347,6 @@ def rejoin(session: Session, subscriber_id: int, *, consent: Consent) -> RejoinR
     subscriber.confirm_nonce = None
     subscriber.confirmed_ip = _clip(consent.ip, 45)
     subscriber.confirmed_user_agent = _clip(consent.user_agent, 500)
-    _record(subscriber, consent)
+    _record(session, subscriber, consent, ConsentKind.REJOIN)
     lift_suppression(session, subscriber.email_key)
-    return RejoinResult(Rejoin.REJOINED, subscriber.id, subscriber.email)
+    return RejoinResult(Rejoin.REJOINED, subscriber.id, subscriber.email, subscriber.link_key)

@@ -1,7 +1,9 @@
 """Signed tokens for the links in every mail (unsubscribe, preferences) and for confirmation.
 
 A token names one subscriber and one purpose, and is signed with HMAC (itsdangerous) under the secret
-key, so it cannot be forged or reused for another purpose. Unsubscribe and preference tokens never
+key, so it cannot be forged or reused for another purpose. It also carries the subscriber's random
+link key (see :mod:`subscribers.links`), which dies with the row: the link of an erased or deleted
+subscriber acts on nobody, even if a later subscriber got the same id. Unsubscribe and preference tokens never
 expire (an old mail must still let its reader leave); confirmation tokens do, and carry the nonce the
 subscriber holds while pending, which confirming clears: a confirmation link works once. After a key
 rotation the old keys still verify (never sign), so the links in mails already delivered keep working.
@@ -28,12 +30,30 @@ CONFIRM = "confirm"
 
 
 @dataclass(frozen=True, slots=True)
+class LinkClaim:
+    """What a valid personal link says: whose it is, and the link key it was made with (None in links
+    made before links carried a key)."""
+
+    subscriber_id: int
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmationClaim:
     """What a valid confirmation token says: who, which pending period (nonce), and when it was made."""
 
     subscriber_id: int
     nonce: str | None
     issued_at: datetime
+    key: str | None = None
+
+    @property
+    def link(self) -> LinkClaim:
+        return LinkClaim(self.subscriber_id, self.key)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class TokenSigner:
@@ -46,17 +66,29 @@ class TokenSigner:
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         return URLSafeSerializer(self._secret, salt=f"newsletter.{purpose}")
 
-    def sign(self, subscriber_id: int, purpose: str) -> str:
-        return self._serializer(purpose).dumps(subscriber_id)
+    def sign(self, subscriber_id: int, purpose: str, *, key: str | None = None) -> str:
+        """A personal link's token; with ``key`` (the subscriber's link key) it dies with the row."""
+        payload: int | list[int | str] = subscriber_id if key is None else [subscriber_id, key]
+        return self._serializer(purpose).dumps(payload)
 
-    def verify(self, token: str, purpose: str) -> int:
+    def read(self, token: str, purpose: str) -> LinkClaim:
+        """Check a personal link's signature and purpose; the caller checks the key against the row."""
         try:
             value = self._serializer(purpose).loads(token)
         except BadSignature:
             raise BadToken("this link is not valid; it may have been cut or altered") from None
-        if not isinstance(value, int):
-            raise BadToken("this link is not valid")
-        return value
+        if _is_id(value):
+            return LinkClaim(value, None)
+        if isinstance(value, list) and len(value) == 2 and _is_id(value[0]):
+            key = value[1]
+            if isinstance(key, str):
+                return LinkClaim(value[0], key)
+        raise BadToken("this link is not valid")
+
+    def verify(self, token: str, purpose: str) -> int:
+        """The subscriber id a token names (its key unchecked: act on a row through
+        :func:`subscribers.links.holder` with :meth:`read` instead)."""
+        return self.read(token, purpose).subscriber_id
 
     def _timed(self, now: datetime | None = None) -> URLSafeTimedSerializer:
         if now is None:
@@ -70,10 +102,18 @@ class TokenSigner:
         return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{CONFIRM}", signer=_SignedAt)
 
     def sign_confirmation(
-        self, subscriber_id: int, *, nonce: str | None = None, now: datetime | None = None
+        self,
+        subscriber_id: int,
+        *,
+        nonce: str | None = None,
+        now: datetime | None = None,
+        key: str | None = None,
     ) -> str:
-        """A confirmation token; with ``nonce`` it is good only while the subscriber holds that nonce."""
+        """A confirmation token; with ``nonce`` it is good only while the subscriber holds that nonce,
+        with ``key`` only while the row that has that link key exists."""
         payload: int | list[int | str] = subscriber_id if nonce is None else [subscriber_id, nonce]
+        if key is not None:
+            payload = [subscriber_id, nonce or "", key]
         return self._timed(now).dumps(payload)
 
     def read_confirmation(
@@ -90,16 +130,16 @@ class TokenSigner:
             raise BadToken(
                 "this confirmation link has expired", hint="subscribe again to get a new one"
             )
-        if isinstance(value, int) and not isinstance(value, bool):
+        if _is_id(value):
             return ConfirmationClaim(value, None, issued_at)
         if (
             isinstance(value, list)
-            and len(value) == 2
-            and isinstance(value[0], int)
-            and not isinstance(value[0], bool)
-            and isinstance(value[1], str)
+            and len(value) in (2, 3)
+            and _is_id(value[0])
+            and all(isinstance(part, str) for part in value[1:])
         ):
-            return ConfirmationClaim(value[0], value[1], issued_at)
+            key = value[2] if len(value) == 3 else None
+            return ConfirmationClaim(value[0], value[1] or None, issued_at, key)
         raise BadToken("this confirmation link is not valid")
 
     def verify_confirmation(

@@ -138,10 +138,11 @@ def add_confirmed(app: App, count: int) -> set[str]:
         session.execute(
             text(
                 "INSERT INTO subscribers (email, email_key, status, format, timezone, created_at, "
-                "confirmed_at, status_changed_at, paused) "
+                "confirmed_at, status_changed_at, paused, link_key) "
                 "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', "
                 "'confirmed', CASE WHEN n % 10 = 0 THEN 'text' ELSE 'html' END, 'UTC', "
-                "now(), now(), now(), false FROM generate_series(1, :count) AS n"
+                "now(), now(), now(), false, md5(random()::text) "
+                "FROM generate_series(1, :count) AS n"
             ),
             {"count": count},
         )

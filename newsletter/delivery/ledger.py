@@ -49,6 +49,8 @@ class Claimed:
     queued_at: datetime
     watchlist: tuple[str, ...] | None = None
     sections: tuple[str, ...] | None = None
+    #: The subscriber's link key, which every personal link of the message carries.
+    link_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,7 @@ def claim_batch(
                     Subscriber.format,
                     Subscriber.watchlist,
                     Subscriber.sections,
+                    Subscriber.link_key,
                 ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
             )
         }
@@ -255,6 +258,7 @@ def claim_batch(
                 queued_at=_aware(row.created_at),
                 watchlist=_choice(people[row.subscriber_id].watchlist),
                 sections=_choice(people[row.subscriber_id].sections),
+                link_key=people[row.subscriber_id].link_key,
             )
             for row in claimed
             if row.id not in gone

@@ -228,9 +228,7 @@ class Sender:
             key, prepared = self._message(issue, item)
             mid = message_id(self.identity, issue, item.subscriber_id)
             recipient = wire_address(item.email)
-            body = prepared.personalise(
-                self._values(item.subscriber_id, item.email, recipient, mid, date_header)
-            )
+            body = prepared.personalise(self._values(item, recipient, mid, date_header))
             result = self.transport.send(
                 Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
                 body,
@@ -365,19 +363,20 @@ class Sender:
             wait([future for _, future in pending])
 
     def _values(
-        self, subscriber_id: int, email: str, recipient: str, mid: str, date_header: str
+        self, item: ledger.Claimed, recipient: str, mid: str, date_header: str
     ) -> dict[str, str]:
-        unsubscribe_token = self.identity.signer.sign(subscriber_id, UNSUBSCRIBE)
+        signer, subscriber_id, key = self.identity.signer, item.subscriber_id, item.link_key
+        unsubscribe_token = signer.sign(subscriber_id, UNSUBSCRIBE, key=key)
         links = self.identity.links
         return {
             RECIPIENT: recipient,
             DATE: date_header,
             MESSAGE_ID: mid,
             UNSUBSCRIBE_MAILTO: unsubscribe_token,
-            personal.EMAIL: email,
+            personal.EMAIL: item.email,
             personal.UNSUBSCRIBE_URL: links.unsubscribe(unsubscribe_token),
             personal.PREFERENCES_URL: links.preferences(
-                self.identity.signer.sign(subscriber_id, PREFERENCES)
+                signer.sign(subscriber_id, PREFERENCES, key=key)
             ),
         }
 

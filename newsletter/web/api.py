@@ -31,17 +31,18 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter import personal, pipeline
 from newsletter.delivery import ledger
 from newsletter.editions import get_issue, variant
-from newsletter.models import Delivery, Issue, IssueStatus
+from newsletter.models import Issue, IssueStatus
+from newsletter.services import privacy
 from newsletter.web.mails import Recipient
 from newsletter.web.security import EDITION_POLICY
 from newsletter.web.state import State, WebState
-from subscribers import privacy, signup
+from subscribers import signup
 from subscribers.model import Subscriber, SubscriberStatus, Suppression
 from subscribers.service import (
     EXPORT_COLUMNS,
@@ -354,13 +355,14 @@ def add(
         if created and not body.confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
         out = SubscriberOut.of(subscriber)
+        link_key = subscriber.link_key
     if not created:
         response.status_code = 200
     elif nonce is not None:
-        token = state.signer.sign_confirmation(out.id, nonce=nonce, now=now)
+        token = state.signer.sign_confirmation(out.id, nonce=nonce, now=now, key=link_key)
         background.add_task(
             state.mailer.confirmation,
-            Recipient(out.id, out.email),
+            Recipient(out.id, out.email, link_key),
             token=token,
         )
     return AddResult(created=created, subscriber=out)
@@ -460,11 +462,6 @@ def get_subscriber(subscriber_id: SubscriberId, state: State) -> SubscriberOut:
         return SubscriberOut.of(subscriber)
 
 
-def _release(session: Session, subscriber_id: int) -> None:
-    """Before a subscriber row goes: its rows in the deliveries ledger go too."""
-    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
-
-
 @router.delete(
     "/subscribers/{subscriber_id}",
     status_code=204,
@@ -473,10 +470,9 @@ def _release(session: Session, subscriber_id: int) -> None:
 )
 def delete_subscriber(subscriber_id: SubscriberId, state: State) -> Response:
     with state.write() as session:
-        subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-        if subscriber is None:
-            raise HTTPException(404, f"no subscriber has the id {subscriber_id}")
-        privacy.delete_subscriber(session, subscriber, release=_release, now=state.clock())
+        removal = privacy.delete_subscriber(session, subscriber_id, now=state.clock())
+    if removal is None:
+        raise HTTPException(404, f"no subscriber has the id {subscriber_id}")
     return Response(status_code=204)
 
 
@@ -496,15 +492,18 @@ def unsubscribe(
     if bool(body.email) == bool(body.token):
         raise HTTPException(422, "give either email or token")
     with state.write() as session:
-        if body.token:
-            subscriber_id = state.signer.verify(body.token, UNSUBSCRIBE)
-        else:
-            subscriber_id = get_by_email(session, body.email or "").id
-        result = signup.leave(session, subscriber_id, now=state.clock(), reason="api")
+        who: signup.Who = (
+            state.signer.read(body.token, UNSUBSCRIBE)
+            if body.token
+            else get_by_email(session, body.email or "").id
+        )
+        result = signup.leave(session, who, now=state.clock(), reason="api")
     if result.outcome is signup.Leave.UNKNOWN:
         raise HTTPException(404, "that subscriber is not on the list")
     if result.outcome is signup.Leave.UNSUBSCRIBED and result.email:
-        background.add_task(state.mailer.goodbye, Recipient(result.subscriber_id, result.email))
+        background.add_task(
+            state.mailer.goodbye, Recipient(result.subscriber_id, result.email, result.link_key)
+        )
     state.metrics.count(state.metrics.unsubscribes, outcome=result.outcome.value)
     return UnsubscribeResult(email=result.email, outcome=result.outcome)
 
@@ -519,36 +518,7 @@ def unsubscribe(
 )
 def privacy_export(body: Address, state: State) -> dict[str, Any]:
     with state.app.database.transaction(readonly=True) as session:
-        data = privacy.export_data(session, body.email, now=state.clock())
-        subscriber = data["subscriber"]
-        deliveries = []
-        if subscriber is not None:
-            rows = session.execute(
-                select(
-                    Issue.edition_date,
-                    Delivery.status,
-                    Delivery.sent_at,
-                    Delivery.message_id,
-                    Delivery.attempts,
-                    Delivery.last_error,
-                )
-                .join(Issue, Issue.id == Delivery.issue_id)
-                .where(Delivery.subscriber_id == subscriber["id"])
-                .order_by(Issue.edition_date)
-            ).all()
-            deliveries = [
-                {
-                    "edition_date": row.edition_date.isoformat(),
-                    "status": row.status.value,
-                    "sent_at": row.sent_at.isoformat() if row.sent_at else None,
-                    "message_id": row.message_id,
-                    "attempts": row.attempts,
-                    "last_error": row.last_error,
-                }
-                for row in rows
-            ]
-    data["deliveries"] = deliveries
-    return data
+        return privacy.export(session, body.email, now=state.clock())
 
 
 @router.post(
@@ -559,7 +529,7 @@ def privacy_export(body: Address, state: State) -> dict[str, Any]:
 )
 def privacy_erase(body: Address, state: State) -> Erasure:
     with state.write() as session:
-        removal = privacy.erase(session, body.email, release=_release, now=state.clock())
+        removal = privacy.erase(session, body.email, now=state.clock())
     return Erasure(found=removal.found, suppressed=removal.suppressed)
 
 

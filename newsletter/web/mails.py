@@ -51,6 +51,8 @@ SUBJECTS = {
 class Recipient:
     subscriber_id: int
     email: str
+    #: The subscriber's link key: the personal links of the mail carry it (see subscribers.links).
+    link_key: str | None = None
 
 
 class Mailer:
@@ -87,14 +89,14 @@ class Mailer:
 
     # composing
 
-    def personal_links(self, subscriber_id: int) -> tuple[str, str, str]:
+    def personal_links(self, subscriber_id: int, key: str | None) -> tuple[str, str, str]:
         """The unsubscribe token, unsubscribe URL and preferences URL of a subscriber."""
         signer = self.app.signer()
-        token = signer.sign(subscriber_id, UNSUBSCRIBE)
+        token = signer.sign(subscriber_id, UNSUBSCRIBE, key=key)
         return (
             token,
             self.links.unsubscribe(token),
-            self.links.preferences(signer.sign(subscriber_id, PREFERENCES)),
+            self.links.preferences(signer.sign(subscriber_id, PREFERENCES, key=key)),
         )
 
     def bodies(self, kind: str) -> tuple[str, str]:
@@ -128,7 +130,9 @@ class Mailer:
         self, kind: str, recipient: Recipient, *, list_mail: bool = False, confirm_url: str = ""
     ) -> tuple[EmailMessage, str]:
         settings = self.app.settings
-        token, unsubscribe_url, preferences_url = self.personal_links(recipient.subscriber_id)
+        token, unsubscribe_url, preferences_url = self.personal_links(
+            recipient.subscriber_id, recipient.link_key
+        )
         values = {
             SLOTS["email"]: recipient.email,
             SLOTS["unsubscribe_url"]: unsubscribe_url,

@@ -25,8 +25,9 @@ from subscribers import preferences as prefs
 from subscribers import ratelimit, signup
 from subscribers.addresses import normalise
 from subscribers.errors import BadToken, InvalidAddress, InvalidPreferences
+from subscribers.links import holder
 from subscribers.model import Subscriber, SubscriberStatus
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, LinkClaim
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
@@ -187,9 +188,11 @@ def subscribe(
             metrics.count(metrics.limited, scope="subscription-mail")
             mail = None
     metrics.count(metrics.signups, outcome=result.outcome.value)
-    recipient = Recipient(result.subscriber_id, result.email)
+    recipient = Recipient(result.subscriber_id, result.email, result.link_key)
     if mail == "confirm":
-        token = state.signer.sign_confirmation(result.subscriber_id, nonce=result.nonce, now=now)
+        token = state.signer.sign_confirmation(
+            result.subscriber_id, nonce=result.nonce, now=now, key=result.link_key
+        )
         background.add_task(state.mailer.confirmation, recipient, token=token)
     elif mail == "already":
         background.add_task(state.mailer.already_subscribed, recipient)
@@ -240,7 +243,7 @@ def confirm_page(token: str, request: Request, state: State) -> Response:
     except BadToken as exc:
         return _token_problem(state, request, exc)
     with state.app.database.transaction(readonly=True) as session:
-        subscriber = session.get(Subscriber, claim.subscriber_id)
+        subscriber = holder(session, claim.link)
         already = subscriber is not None and subscriber.status is SubscriberStatus.CONFIRMED
     if already:
         return _already_confirmed_page(state, request)
@@ -248,14 +251,15 @@ def confirm_page(token: str, request: Request, state: State) -> Response:
 
 
 def _confirmed_page(
-    state: WebState, request: Request, subscriber_id: int, *, fresh: bool
+    state: WebState, request: Request, link: LinkClaim, *, fresh: bool
 ) -> HTMLResponse:
+    token = state.signer.sign(link.subscriber_id, PREFERENCES, key=link.key)
     return state.page(
         request,
         "confirmed.html.j2",
         title="You are subscribed" if fresh else "You are already subscribed",
         fresh=fresh,
-        preferences_url=state.links.preferences(state.signer.sign(subscriber_id, PREFERENCES)),
+        preferences_url=state.links.preferences(token),
     )
 
 
@@ -306,10 +310,14 @@ def confirm(
             ip=state.client_ip(request),
             user_agent=request.headers.get("user-agent"),
             now=now,
+            key=claim.key,
         )
+    link = LinkClaim(result.subscriber_id, result.link_key)
     if result.outcome is signup.Confirmation.CONFIRMED and result.email:
-        background.add_task(state.mailer.welcome, Recipient(result.subscriber_id, result.email))
-        return _confirmed_page(state, request, result.subscriber_id, fresh=True)
+        background.add_task(
+            state.mailer.welcome, Recipient(result.subscriber_id, result.email, result.link_key)
+        )
+        return _confirmed_page(state, request, link, fresh=True)
     if result.outcome is signup.Confirmation.ALREADY:
         return _already_confirmed_page(state, request)
     if result.outcome is signup.Confirmation.UNKNOWN:
@@ -360,8 +368,9 @@ def _zones() -> tuple[str, ...]:
     return ("UTC", *sorted(zone for zone in zones if not zone.startswith(("Etc/", "SystemV/"))))
 
 
-def _subscriber_for(state: WebState, token: str, purpose: str) -> int:
-    return state.signer.verify(token, purpose)
+def _subscriber_for(state: WebState, token: str, purpose: str) -> LinkClaim:
+    """Whose link this is (its key is checked against the row by ``subscribers.links.holder``)."""
+    return state.signer.read(token, purpose)
 
 
 def _bad_link(state: WebState, request: Request) -> HTMLResponse:
@@ -397,7 +406,7 @@ def _preferences_page(
     coins = _coins(state)
     watchlist = set(chosen.watchlist) if chosen.watchlist is not None else {c.id for c in coins}
     sections = set(chosen.sections) if chosen.sections is not None else set(prefs.SECTIONS)
-    _, unsubscribe_url, _ = state.mailer.personal_links(subscriber.id)
+    _, unsubscribe_url, _ = state.mailer.personal_links(subscriber.id, subscriber.link_key)
     return state.page(
         request,
         "preferences.html.j2",
@@ -427,11 +436,11 @@ def _preferences_page(
 )
 def preferences_page(token: str, request: Request, state: State) -> Response:
     try:
-        subscriber_id = _subscriber_for(state, token, PREFERENCES)
+        link = _subscriber_for(state, token, PREFERENCES)
     except BadToken:
         return _bad_link(state, request)
     with state.app.database.transaction(readonly=True) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
+        subscriber = holder(session, link)
         if subscriber is None:
             return _gone(state, request)
         return _preferences_page(state, request, subscriber, prefs.current(subscriber))
@@ -453,7 +462,7 @@ def save_preferences(
     paused: Short = "",
 ) -> Response:
     try:
-        subscriber_id = _subscriber_for(state, token, PREFERENCES)
+        link = _subscriber_for(state, token, PREFERENCES)
     except BadToken:
         return _bad_link(state, request)
     values: dict[str, list[str]] = {
@@ -469,16 +478,16 @@ def save_preferences(
         return _stored_preferences(
             state,
             request,
-            subscriber_id,
+            link,
             status=403,
             problems={"form": "This form had expired; nothing was saved. Please try again."},
         )
     try:
         chosen = prefs.parse_form(values, coins=coins)
     except InvalidPreferences as exc:
-        return _stored_preferences(state, request, subscriber_id, status=422, problems=exc.problems)
+        return _stored_preferences(state, request, link, status=422, problems=exc.problems)
     with state.write() as session:
-        subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+        subscriber = holder(session, link, for_update=True)
         if subscriber is not None:
             prefs.apply(subscriber, chosen)
     if subscriber is None:
@@ -489,14 +498,14 @@ def save_preferences(
 def _stored_preferences(
     state: WebState,
     request: Request,
-    subscriber_id: int,
+    link: LinkClaim,
     *,
     status: int,
     problems: dict[str, str],
 ) -> HTMLResponse:
     """The form with what is stored, and why nothing was saved."""
     with state.app.database.transaction(readonly=True) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
+        subscriber = holder(session, link)
     if subscriber is None:
         return _gone(state, request)
     return _preferences_page(
@@ -552,11 +561,11 @@ def _unsubscribe_page(
 )
 def unsubscribe_page(token: str, request: Request, state: State) -> Response:
     try:
-        subscriber_id = _subscriber_for(state, token, UNSUBSCRIBE)
+        link = _subscriber_for(state, token, UNSUBSCRIBE)
     except BadToken:
         return _bad_link(state, request)
     with state.app.database.transaction(readonly=True) as session:
-        return _unsubscribe_page(state, request, token, session.get(Subscriber, subscriber_id))
+        return _unsubscribe_page(state, request, token, holder(session, link))
 
 
 @router.post(
@@ -573,20 +582,22 @@ def unsubscribe(
 ) -> Response:
     metrics = state.metrics
     try:
-        subscriber_id = _subscriber_for(state, token, UNSUBSCRIBE)
+        link = _subscriber_for(state, token, UNSUBSCRIBE)
     except BadToken:
         metrics.count(metrics.unsubscribes, outcome="bad-token")
         return _bad_link(state, request)
     channel = "one-click" if list_unsubscribe == "One-Click" else "post"
     with state.write() as session:
-        result = signup.leave(session, subscriber_id, now=state.clock(), reason=channel)
-        subscriber = session.get(Subscriber, subscriber_id)
+        result = signup.leave(session, link, now=state.clock(), reason=channel)
+        subscriber = holder(session, link)
     response = _unsubscribe_page(
         state, request, token, subscriber, just_left=result.outcome is signup.Leave.UNSUBSCRIBED
     )
     metrics.count(metrics.unsubscribes, outcome=result.outcome.value)
     if result.outcome is signup.Leave.UNSUBSCRIBED and result.email:
-        background.add_task(state.mailer.goodbye, Recipient(result.subscriber_id, result.email))
+        background.add_task(
+            state.mailer.goodbye, Recipient(result.subscriber_id, result.email, result.link_key)
+        )
     return response
 
 
@@ -603,7 +614,7 @@ def resubscribe(
     csrf_token: Short = "",
 ) -> Response:
     try:
-        subscriber_id = _subscriber_for(state, token, UNSUBSCRIBE)
+        link = _subscriber_for(state, token, UNSUBSCRIBE)
     except BadToken:
         return _bad_link(state, request)
     if not state.csrf.check(request, csrf_token):
@@ -612,7 +623,7 @@ def resubscribe(
                 state,
                 request,
                 token,
-                session.get(Subscriber, subscriber_id),
+                holder(session, link),
                 status=403,
                 error="This form had expired. Please press the button again.",
             )
@@ -624,7 +635,7 @@ def resubscribe(
         wording=state.app.settings.consent_wording,
     )
     with state.write() as session:
-        result = signup.rejoin(session, subscriber_id, consent=consent)
+        result = signup.rejoin(session, link, consent=consent)
     if result.outcome is signup.Rejoin.UNKNOWN:
         return _gone(state, request)
     if result.outcome is signup.Rejoin.BLOCKED:
@@ -636,8 +647,12 @@ def resubscribe(
             hint=f"Write to {state.site.unsubscribe_address} if this is a mistake.",
         )
     if result.outcome is signup.Rejoin.REJOINED and result.email:
-        background.add_task(state.mailer.welcome, Recipient(result.subscriber_id, result.email))
-    return _confirmed_page(state, request, subscriber_id, fresh=True)
+        background.add_task(
+            state.mailer.welcome, Recipient(result.subscriber_id, result.email, result.link_key)
+        )
+    return _confirmed_page(
+        state, request, LinkClaim(result.subscriber_id, result.link_key), fresh=True
+    )
 
 
 @router.get("/unsubscribe", responses=HTML, summary="How to unsubscribe (no personal link)")

@@ -1,0 +1,96 @@
+"""The consent history: every consent given or withdrawn, appended and never changed.
+
+The subscriber row keeps the consent in force (``consent_*`` columns); this history keeps them all,
+so that an overwritten row never loses the record of an earlier one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import exists, insert, select
+from sqlalchemy.orm import Session
+
+from subscribers.model import WITHDRAWN, ConsentEvent, ConsentKind
+
+
+def clip(value: str | None, length: int) -> str | None:
+    """A printable, bounded value for a consent field (None when nothing is left)."""
+    if value is None:
+        return None
+    cleaned = "".join(char for char in value if char.isprintable())
+    return cleaned[:length] or None
+
+
+def append(
+    session: Session,
+    subscriber_id: int,
+    kind: ConsentKind,
+    *,
+    at: datetime,
+    source: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    wording: str | None = None,
+) -> None:
+    session.execute(
+        insert(ConsentEvent).values(
+            subscriber_id=subscriber_id,
+            kind=kind.value,
+            at=at,
+            source=clip(source, 200),
+            ip=clip(ip, 45),
+            user_agent=clip(user_agent, 500),
+            wording=clip(wording, 40),
+        )
+    )
+
+
+def append_many(
+    session: Session,
+    subscriber_ids: Iterable[int],
+    kind: ConsentKind,
+    *,
+    at: datetime,
+    source: str | None,
+) -> None:
+    """The same event for many subscribers (an import), in one statement."""
+    rows = [
+        {
+            "subscriber_id": subscriber_id,
+            "kind": kind.value,
+            "at": at,
+            "source": clip(source, 200),
+            "ip": None,
+            "user_agent": None,
+            "wording": None,
+        }
+        for subscriber_id in subscriber_ids
+    ]
+    if rows:
+        session.execute(insert(ConsentEvent), rows)
+
+
+def history(session: Session, subscriber_id: int) -> list[ConsentEvent]:
+    return list(
+        session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.subscriber_id == subscriber_id)
+            .order_by(ConsentEvent.id)
+        )
+    )
+
+
+def ever_withdrawn(session: Session, subscriber_id: int) -> bool:
+    """Whether this subscriber ever withdrew consent (unsubscribed), even if they came back since."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    ConsentEvent.subscriber_id == subscriber_id,
+                    ConsentEvent.kind.in_([kind.value for kind in WITHDRAWN]),
+                )
+            )
+        )
+    )
