@@ -29,7 +29,6 @@ from subscribers.csvlimits import (
 )
 from subscribers.errors import (
     ImportFileError,
-    InvalidAddress,
     SubscriberError,
     SuppressedAddress,
     UnknownSubscriber,
@@ -242,7 +241,7 @@ def _read_rows(
             address = normalise(raw)
             name = _clean_name(values[name_at]) if name_at is not None else None
             zone = check_timezone(values[zone_at]) if zone_at is not None else None
-        except (InvalidAddress, SubscriberError) as exc:
+        except SubscriberError as exc:
             yield RejectedRow(line, raw, exc.message)
             continue
         if address.key in seen:

@@ -1,0 +1,9 @@
+"""The one clock default: the current time, in UTC, time-zone aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
