@@ -4,7 +4,7 @@ The declarative ``Base`` and its column types, ``utcnow``, the root of the error
 database helpers used by both ``subscribers`` and ``newsletter``. It imports neither of them.
 """
 
-from kernel.clock import utcnow
+from kernel.clock import Clock, utcnow
 from kernel.db import (
     NAMING_CONVENTION,
     Base,
@@ -19,6 +19,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "Base",
     "BigId",
+    "Clock",
     "NewsletterError",
     "UTCDateTime",
     "insert_ignoring_conflicts",

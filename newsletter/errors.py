@@ -12,6 +12,7 @@ from kernel.errors import NewsletterError
 __all__ = [
     "ConfigError",
     "DatabaseError",
+    "DeliveryStateError",
     "EditionRace",
     "IssueStateError",
     "NewsletterError",
@@ -56,3 +57,7 @@ class EditionRace(IssueStateError):
 
 class TransportError(NewsletterError):
     """The mail transport cannot be used at all (unreachable host, bad credentials, no folder)."""
+
+
+class DeliveryStateError(NewsletterError):
+    """A delivery is in a state that does not allow the requested move."""
