@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.recipients import hold_back
-from newsletter.delivery.states import may_become, move_rows
+from newsletter.delivery.states import move_rows, only_source
 from newsletter.models import Delivery, DeliveryStatus
 from subscribers.model import MailFormat, Subscriber
 
@@ -100,11 +100,13 @@ def claim_batch(
 def _claim_rows(
     session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
 ) -> list[Any]:
+    # Only the inner SELECT filters (the status the table allows a claim from): a condition
+    # added to the outer UPDATE lets PostgreSQL rescan the SKIP LOCKED subquery and take more.
     due = (
         select(Delivery.id)
         .where(
             Delivery.issue_id == issue_id,
-            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.status == only_source(DeliveryStatus.SENDING),
             Delivery.not_before <= now,
         )
         .order_by(Delivery.id)
@@ -115,7 +117,7 @@ def _claim_rows(
     return list(
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(due), may_become(DeliveryStatus.SENDING))
+            .where(Delivery.id.in_(due))
             .values(
                 status=DeliveryStatus.SENDING,
                 lease_owner=owner,

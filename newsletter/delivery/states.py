@@ -62,6 +62,12 @@ def sources_of(to: DeliveryStatus) -> frozenset[DeliveryStatus]:
     return frozenset(status for status, targets in DELIVERY_MOVES.items() if to in targets)
 
 
+def only_source(to: DeliveryStatus) -> DeliveryStatus:
+    """The one status from which a row may become ``to`` (a claim: only a queued row)."""
+    [source] = sources_of(to)
+    return source
+
+
 def may_become(to: DeliveryStatus) -> ColumnElement[bool]:
     """The SQL condition that a row's current status may move to ``to``."""
     sources = sources_of(to)
