@@ -2,19 +2,21 @@
 
 ::
 
-             claim (lease)                 accepted (2xx)
-    queued ─────────────────▶ sending ──────────────────────────▶ sent
-     │  ▲                      │  │  │                             │
-     │  └──────────────────────┘  │  │ refused (5xx),              │ hard bounce
-     │   retry later, paced,      │  │ gave up                     │ after acceptance
-     │   released, lease expired  │  ▼                             ▼
-     └───── missed its window, ───┼─▶ failed ◀─────────────────────┘
-            edition cancelled     │
-                                  └──▶ suppressed   (the subscriber left after queueing)
+                  claim (lease)
+        queued ──────────────────▶ sending ──── accepted (2xx) ────▶ sent
+          │  ▲                      │  │  │                           │
+          │  └──────────────────────┘  │  │ the subscriber left       │
+          │   retry later, paced,      │  │ after queueing            │
+          │   released, lease expired  │  ▼                           │
+          │                            │ suppressed                   │
+          │ missed its window,         │ refused (5xx),               │ hard bounce
+          │ edition cancelled          │ gave up                      │ after acceptance
+          ▼                            ▼                              │
+        failed ◀───────────────────────┴──────────────────────────────┘
 
     An accepted message is recorded ``sent`` from any state: a worker whose lease ran out may
-    flush its sent marks after the row was put back, failed or held back meanwhile. The transport
-    accepted it, so the ledger says so.
+    flush its sent marks after the row was put back, failed or held back meanwhile; the transport
+    accepted it, so the ledger says so. For the same reason a hard bounce fails a suppressed row.
 
 Rows move in bulk (``UPDATE … WHERE``), so the check is a condition of the statement
 (:func:`may_become`, used by :func:`move_rows`); a single loaded row moves with
