@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from kernel import utcnow
 from newsletter import __version__, logs, pipeline
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
@@ -38,7 +39,6 @@ from newsletter.delivery import ledger
 from newsletter.errors import NewsletterError
 from newsletter.models import DeliveryStatus
 from newsletter.services import privacy
-from subscribers.base import utcnow
 from subscribers.model import SubscriberStatus
 from subscribers.service import (
     ImportReport,

@@ -16,6 +16,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.headers import header_text
@@ -51,7 +52,6 @@ from newsletter.models import (
 )
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
-from subscribers.base import insert_ignoring_conflicts
 
 DEFAULT_VARIANT = "default"
 #: The longest subject and preheader the columns hold (PostgreSQL enforces it, SQLite does not).

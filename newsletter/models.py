@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
+from kernel import Base, BigId, UTCDateTime, status_enum, utcnow
 from subscribers.model import Subscriber
 
 

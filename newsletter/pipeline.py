@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Text, cast, func, select
 
+from kernel import utcnow
 from newsletter import personal
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
@@ -34,7 +35,6 @@ from newsletter.errors import EditionRace, IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
 from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus
 from subscribers.addresses import normalise
-from subscribers.base import utcnow
 from subscribers.model import Subscriber
 
 

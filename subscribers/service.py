@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts, utcnow
 from subscribers import consent
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts, utcnow
 from subscribers.csvlimits import (
     DEFAULT_MAX_FIELD_CHARS,
     DEFAULT_MAX_LINE_CHARS,

@@ -22,12 +22,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.db import Database
 from newsletter.delivery.mailboxes import messages
 from newsletter.delivery.states import bounce_delivery
 from newsletter.models import Bounce, BounceKind, Delivery
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts
 from subscribers.errors import IllegalTransition, InvalidAddress
 from subscribers.model import Subscriber, SubscriberStatus, suppress
 

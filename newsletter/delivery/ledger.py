@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, CursorResult, and_, literal, select, text
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.delivery.claims import Claimed as Claimed
 from newsletter.delivery.claims import claim_batch as claim_batch
 from newsletter.delivery.claims import reap_expired as reap_expired
@@ -30,7 +31,6 @@ from newsletter.delivery.recording import backoff as backoff
 from newsletter.delivery.recording import record as record
 from newsletter.delivery.states import move_rows, update_rows
 from newsletter.models import Delivery, DeliveryStatus
-from subscribers.base import insert_ignoring_conflicts
 from subscribers.model import Subscriber, SubscriberStatus
 
 
