@@ -9,7 +9,7 @@ DEMO_CONFIG := examples/demo.toml
 help:
 	@echo "make demo    - install, then run today's edition on the demo configuration"
 	@echo "make test    - install, then run the whole test suite (PostgreSQL tests included)"
-	@echo "make lint    - ruff and mypy"
+	@echo "make lint    - ruff, mypy and the import-linter contracts (the layers)"
 	@echo "make golden  - regenerate the golden files of the rendered edition"
 	@echo "make bench   - run the benchmarks"
 
@@ -38,6 +38,7 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 format: install
 	$(RUN) ruff format .

@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, func, make_url, select, text  # noqa: E402
 
+from kernel import utcnow  # noqa: E402
 from newsletter import pipeline  # noqa: E402
 from newsletter.bootstrap import App, bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
@@ -73,7 +74,6 @@ from newsletter.delivery.transports import SENT, Envelope, SendResult  # noqa: E
 from newsletter.editions import start_sending  # noqa: E402
 from newsletter.migrate import upgrade  # noqa: E402
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus  # noqa: E402
-from subscribers.base import utcnow  # noqa: E402
 from subscribers.model import MailFormat  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -210,9 +210,9 @@ def prepare(database_url: str, subscribers: int) -> tuple[int, int]:
     """Migrate, then add confirmed subscribers for the unsubscribe run; return their id range."""
     from sqlalchemy import func, insert, select
 
+    from kernel import utcnow
     from newsletter import migrate
     from newsletter.db import Database
-    from subscribers.base import utcnow
     from subscribers.model import Subscriber, SubscriberStatus
 
     database = Database.from_url(database_url)

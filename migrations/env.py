@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Engine, create_engine
 
 import newsletter.models  # noqa: F401 - registers every table on the metadata
-from subscribers.base import Base
+from kernel import Base
 
 config = context.config
 target_metadata = Base.metadata

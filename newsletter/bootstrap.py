@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from kernel import utcnow
 from newsletter.config import Settings, check_secret_keys
 from newsletter.db import Database
 from newsletter.delivery.pacing import Pacer, relay_route
@@ -21,7 +22,6 @@ from newsletter.resources import templates_dir
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
-from subscribers.base import utcnow
 from subscribers.tokens import TokenSigner
 
 

@@ -30,15 +30,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from kernel import utcnow
 from newsletter import __version__, logs, pipeline
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.db import redact
 from newsletter.delivery import ledger
-from newsletter.errors import NewsletterError, operator_errors
+from newsletter.errors import NewsletterError
 from newsletter.models import DeliveryStatus
 from newsletter.services import privacy
-from subscribers.base import utcnow
 from subscribers.model import SubscriberStatus
 from subscribers.service import (
     ImportReport,
@@ -106,7 +106,7 @@ class NewsletterGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except operator_errors() as exc:
+        except NewsletterError as exc:
             click.secho(f"error: {exc}", err=True, fg="red")
             ctx.exit(getattr(exc, "exit_code", 1))
 

@@ -1,7 +1,8 @@
-"""Editions: building the day's issue from the store, and the moves of its state machine.
+"""Editions: building the day's issue from the store, and its variants.
 
-``draft → ready → sending → sent`` (or ``cancelled``). A draft or ready edition may be rebuilt; one
-that is sending or sent is what subscribers received, and is never changed.
+A draft edition may be rebuilt; one that is sending or sent is what subscribers received, and is
+never changed. The moves of its status (``draft → sending → sent``, or ``cancelled``) are in
+:mod:`newsletter.edition_states`, re-exported here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.headers import header_text
-from newsletter.delivery.ledger import update_rows
 from newsletter.digest import (
     SECTIONS,
     Digest,
@@ -31,6 +32,13 @@ from newsletter.digest import (
     stories_from,
     window_start,
 )
+from newsletter.edition_states import (  # the moves of an edition, re-exported
+    cancel as cancel,
+)
+from newsletter.edition_states import finish_sending as finish_sending
+from newsletter.edition_states import pause as pause
+from newsletter.edition_states import resume as resume
+from newsletter.edition_states import start_sending as start_sending
 from newsletter.errors import EditionRace, IssueStateError
 from newsletter.models import (
     REBUILDABLE,
@@ -44,7 +52,6 @@ from newsletter.models import (
 )
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
-from subscribers.base import insert_ignoring_conflicts
 
 DEFAULT_VARIANT = "default"
 #: The longest subject and preheader the columns hold (PostgreSQL enforces it, SQLite does not).
@@ -209,7 +216,7 @@ def edition_subject(subject: str, settings: Settings) -> str:
 
 
 def _check_rebuildable(session: Session, issue: Issue, *, now: datetime) -> None:
-    """A draft or ready edition may be rebuilt; so may one being sent that nobody has received
+    """A draft edition may be rebuilt; so may one being sent that nobody has received
     yet and no worker holds (a send that stopped before its first message was accepted)."""
     if issue.status in REBUILDABLE:
         return
@@ -272,67 +279,6 @@ def variant(session: Session, issue: Issue, key: str = DEFAULT_VARIANT) -> Issue
             hint=f"rebuild it with 'newsletter issue build --date {issue.edition_date}'",
         )
     return found
-
-
-def start_sending(issue: Issue, *, now: datetime) -> None:
-    """draft or ready → sending."""
-    if issue.status is IssueStatus.SENDING:
-        return
-    if issue.status not in REBUILDABLE:
-        raise IssueStateError(
-            f"the edition of {issue.edition_date} is {issue.status.value}; it cannot be sent"
-        )
-    issue.status = IssueStatus.SENDING
-    issue.sending_at = now
-
-
-def finish_sending(issue: Issue, *, now: datetime) -> None:
-    """sending → sent (when no delivery is queued or in flight)."""
-    if issue.status is not IssueStatus.SENDING:
-        raise IssueStateError(
-            f"the edition of {issue.edition_date} is {issue.status.value}, not sending"
-        )
-    issue.status = IssueStatus.SENT
-    issue.sent_at = now
-
-
-def pause(issue: Issue, *, now: datetime) -> bool:
-    """Hold an edition: workers send none of it until it is resumed. False if already paused."""
-    if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
-        raise IssueStateError(
-            f"the edition of {issue.edition_date} is {issue.status.value}; there is nothing to pause"
-        )
-    if issue.paused_at is not None:
-        return False
-    issue.paused_at = now
-    return True
-
-
-def resume(issue: Issue) -> bool:
-    """Lift a pause. False if the edition was not paused."""
-    if issue.paused_at is None:
-        return False
-    issue.paused_at = None
-    return True
-
-
-def cancel(session: Session, issue: Issue, *, now: datetime) -> int:
-    """Stop an edition for good: what is still queued is failed with the reason; return how many."""
-    if issue.status is IssueStatus.SENT:
-        raise IssueStateError(
-            f"the edition of {issue.edition_date} was already sent; it cannot be cancelled"
-        )
-    if issue.status is IssueStatus.CANCELLED:
-        return 0
-    issue.status = IssueStatus.CANCELLED
-    issue.cancelled_at = now
-    return update_rows(
-        session,
-        Delivery.issue_id == issue.id,
-        Delivery.status == DeliveryStatus.QUEUED,
-        status=DeliveryStatus.FAILED,
-        last_error="edition cancelled by an operator",
-    )
 
 
 def variant_key(watchlist: Sequence[str] | None, sections: Sequence[str] | None) -> str:

@@ -1,25 +1,26 @@
-"""One error hierarchy. Each error carries a message an operator can act on.
+"""The newsletter's errors, under the kernel's root :class:`NewsletterError` (one hierarchy).
 
+Each error carries a message an operator can act on. The subscriber list's errors
+(``subscribers.errors``) derive from the same root, so catching ``NewsletterError`` catches both.
 The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``.
 """
 
 from __future__ import annotations
 
+from kernel.errors import NewsletterError
 
-class NewsletterError(Exception):
-    """Base of every error the newsletter raises on purpose."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
-        return self.message
+__all__ = [
+    "ConfigError",
+    "DatabaseError",
+    "DeliveryStateError",
+    "EditionRace",
+    "IssueStateError",
+    "NewsletterError",
+    "RenderError",
+    "SourceError",
+    "TransportError",
+    "UsageError",
+]
 
 
 class ConfigError(NewsletterError):
@@ -58,8 +59,5 @@ class TransportError(NewsletterError):
     """The mail transport cannot be used at all (unreachable host, bad credentials, no folder)."""
 
 
-def operator_errors() -> tuple[type[Exception], ...]:
-    """Every error whose message is meant for the operator: ours and the subscriber list's."""
-    from subscribers.errors import SubscriberError
-
-    return (NewsletterError, SubscriberError)
+class DeliveryStateError(NewsletterError):
+    """A delivery is in a state that does not allow the requested move."""

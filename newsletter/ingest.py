@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.models import Article, MarketGlobal, MarketSnapshot, SentimentReading, SourceState
@@ -32,7 +33,6 @@ from newsletter.sources.market import (
     Sentiment,
     SentimentSource,
 )
-from subscribers.base import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
+from kernel import Base, BigId, UTCDateTime, status_enum, utcnow
 from subscribers.model import Subscriber
 
 
@@ -75,15 +75,16 @@ class MarketSnapshot(Base):
 
 
 class IssueStatus(enum.StrEnum):
+    """Where an edition is; its moves are in :mod:`newsletter.edition_states`."""
+
     DRAFT = "draft"
-    READY = "ready"
     SENDING = "sending"
     SENT = "sent"
     CANCELLED = "cancelled"
 
 
 #: Editions whose content may still be rebuilt.
-REBUILDABLE = frozenset({IssueStatus.DRAFT, IssueStatus.READY})
+REBUILDABLE = frozenset({IssueStatus.DRAFT})
 
 
 class Issue(Base):
@@ -156,6 +157,8 @@ class IssueVariant(Base):
 
 
 class DeliveryStatus(enum.StrEnum):
+    """Where a delivery is; its moves are in :mod:`newsletter.delivery.states`."""
+
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from sqlalchemy import Text, cast, func, select
 
+from kernel import utcnow
 from newsletter import personal
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.sender import DeliveryReport, send_test
 from newsletter.delivery.transports import SendResult
+from newsletter.edition_states import move_edition
 from newsletter.editions import (
     BuildResult,
     build_issue,
@@ -33,7 +35,6 @@ from newsletter.errors import EditionRace, IssueStateError, UsageError
 from newsletter.ingest import SourceOutcome, fetch_sources
 from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus
 from subscribers.addresses import normalise
-from subscribers.base import utcnow
 from subscribers.model import Subscriber
 
 
@@ -223,7 +224,7 @@ def send(
                 # Another process built and sent it while this one was starting.
                 return SendOutcome(edition_date, True, None, 0, 0, None, sent_at=current.sent_at)
             if follow_up and current.status is IssueStatus.SENT:
-                current.status = IssueStatus.SENDING  # reopened for the newly confirmed
+                move_edition(current, IssueStatus.SENDING, now=now)  # reopened for newcomers
             start_sending(current, now=now)
             enqueued = ledger.enqueue_issue(session, current.id, now=now, not_before=now)
         due = (

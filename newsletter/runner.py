@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from kernel import utcnow
 from newsletter.bootstrap import App
 from newsletter.delivery.worker import run_worker
 from newsletter.scheduler import DailyPlan, build_scheduler
-from subscribers.base import utcnow
 
 log = logging.getLogger(__name__)
 

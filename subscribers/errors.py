@@ -1,22 +1,12 @@
-"""Errors of the subscriber list. ``newsletter.errors`` registers them under ``NewsletterError``."""
+"""Errors of the subscriber list, under the kernel's ``NewsletterError`` (one hierarchy)."""
 
 from __future__ import annotations
 
+from kernel.errors import NewsletterError
 
-class SubscriberError(Exception):
+
+class SubscriberError(NewsletterError):
     """Base of the subscriber list's errors; the message says what to do."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
-        return self.message
 
 
 class InvalidAddress(SubscriberError):

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from subscribers.base import Base, BigId, UTCDateTime, status_enum, utcnow
+from kernel import Base, BigId, UTCDateTime, status_enum, utcnow
 from subscribers.errors import IllegalTransition
 
 

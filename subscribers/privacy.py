@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts, utcnow
 from subscribers import consent
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts, utcnow
 from subscribers.model import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 
 #: Removes what refers to a subscriber id elsewhere before the row goes (deliveries, ...).

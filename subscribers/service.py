@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts, utcnow
 from subscribers import consent
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts, utcnow
 from subscribers.csvlimits import (
     DEFAULT_MAX_FIELD_CHARS,
     DEFAULT_MAX_LINE_CHARS,
@@ -29,7 +29,6 @@ from subscribers.csvlimits import (
 )
 from subscribers.errors import (
     ImportFileError,
-    InvalidAddress,
     SubscriberError,
     SuppressedAddress,
     UnknownSubscriber,
@@ -242,7 +241,7 @@ def _read_rows(
             address = normalise(raw)
             name = _clean_name(values[name_at]) if name_at is not None else None
             zone = check_timezone(values[zone_at]) if zone_at is not None else None
-        except (InvalidAddress, SubscriberError) as exc:
+        except SubscriberError as exc:
             yield RejectedRow(line, raw, exc.message)
             continue
         if address.key in seen:

@@ -22,10 +22,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from subscribers import consent as history
 from subscribers import model
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts
 from subscribers.errors import SubscriberError
 from subscribers.links import belongs_to, holder
 from subscribers.model import ConsentKind, Subscriber, SubscriberStatus, new_link_key

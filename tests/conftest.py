@@ -17,12 +17,12 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
+from kernel import Base
 from newsletter import migrate
 from newsletter.bootstrap import App, bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
 from newsletter.screenshot import CHROMIUM
-from subscribers.base import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -118,7 +118,7 @@ def _reset(web: Web) -> None:
         for table in (Bounce, Delivery, ConsentEvent, Suppression, RateLimitBucket, Subscriber):
             session.execute(delete(table))
         session.execute(
-            update(Issue).values(status=IssueStatus.READY, sending_at=None, sent_at=None)
+            update(Issue).values(status=IssueStatus.DRAFT, sending_at=None, sent_at=None)
         )
 
 

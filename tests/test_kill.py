@@ -30,13 +30,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, text
 
+from kernel import Base, utcnow
 from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.transports import SENT, Envelope, SendResult
 from newsletter.editions import start_sending
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from subscribers.base import Base, utcnow
 from subscribers.model import Subscriber, SubscriberStatus
 from tests.conftest import FIXED_NOW, free_port
 

@@ -12,11 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from kernel import Base
 from newsletter import migrate
 from newsletter.db import Database, redact
 from newsletter.errors import DatabaseError
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from subscribers.base import Base
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.service import add_subscriber
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts
 from newsletter.db import Database
 from newsletter.delivery.mailboxes import messages
-from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus
+from newsletter.delivery.states import bounce_delivery
+from newsletter.models import Bounce, BounceKind, Delivery
 from subscribers.addresses import normalise
-from subscribers.base import insert_ignoring_conflicts
 from subscribers.errors import IllegalTransition, InvalidAddress
 from subscribers.model import Subscriber, SubscriberStatus, suppress
 
@@ -231,9 +232,9 @@ def record_report(session: Session, report: Report, *, source: str, now: datetim
     except IllegalTransition:
         return "counted"  # a complaint already stands; a later bounce does not replace it
     if delivery is not None and report.kind is BounceKind.HARD:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = (
-            f"bounced after acceptance: {report.status or ''} {report.diagnostic or ''}"[:2000]
+        bounce_delivery(
+            delivery,
+            detail=f"bounced after acceptance: {report.status or ''} {report.diagnostic or ''}",
         )
     return "suppressed"
 

@@ -1,92 +1,37 @@
-"""The deliveries ledger: enqueue, claim under a lease, record outcomes.
+"""The deliveries ledger: one row per (edition, subscriber), the queue and the exactly-once guard.
 
-One row per (edition, subscriber) is the exactly-once guard: enqueueing twice adds nothing, and a row
-is marked sent only after the transport accepted its message. A worker that dies leaves rows in
-``sending`` with a lease that expires; they become claimable again.
+Enqueueing twice adds nothing, and a row is marked sent only after the transport accepted its
+message. This module enqueues and reschedules; claiming is in :mod:`~newsletter.delivery.claims`,
+recording outcomes in :mod:`~newsletter.delivery.recording`, the counts in
+:mod:`~newsletter.delivery.progress`, every status move checked by
+:mod:`~newsletter.delivery.states`. Their public names are re-exported here (``ledger.claim_batch``).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, time
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    ColumnElement,
-    CursorResult,
-    Result,
-    and_,
-    bindparam,
-    func,
-    literal,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import ColumnElement, CursorResult, and_, literal, select, text
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.recipients import hold_back, suppress_refused
+from kernel import insert_ignoring_conflicts
+from newsletter.delivery.claims import Claimed as Claimed
+from newsletter.delivery.claims import claim_batch as claim_batch
+from newsletter.delivery.claims import reap_expired as reap_expired
+from newsletter.delivery.claims import release as release
+from newsletter.delivery.progress import counts as counts
+from newsletter.delivery.progress import failure_reasons as failure_reasons
+from newsletter.delivery.progress import next_due as next_due
+from newsletter.delivery.progress import stalled as stalled
+from newsletter.delivery.recording import Recorded as Recorded
+from newsletter.delivery.recording import backoff as backoff
+from newsletter.delivery.recording import record as record
+from newsletter.delivery.states import move_rows, update_rows
 from newsletter.models import Delivery, DeliveryStatus
-from subscribers.base import insert_ignoring_conflicts
-from subscribers.model import MailFormat, Subscriber, SubscriberStatus
-
-RETRY_BASE = timedelta(minutes=2)
-RETRY_CAP = timedelta(hours=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A delivery this worker holds: who gets it and in which form."""
-
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    format: MailFormat
-    attempts: int
-    queued_at: datetime
-    watchlist: tuple[str, ...] | None = None
-    sections: tuple[str, ...] | None = None
-    #: The subscriber's link key, which every personal link of the message carries.
-    link_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """The outcome of one claimed delivery, to write back."""
-
-    delivery_id: int
-    subscriber_id: int
-    outcome: str  # "sent", "retry", "failed", or "deferred" (paced: not an attempt)
-    attempts: int
-    message_id: str | None = None
-    variant_key: str | None = None
-    detail: str = ""
-    suppress_recipient: bool = False
-    queued_at: datetime | None = None
-    code: int | None = None
-    #: For "deferred": seconds until the route has room again.
-    defer_seconds: float = 0.0
-
-
-def _cursor(result: Result[Any]) -> CursorResult[Any]:
-    """DML results carry a row count; the ORM's generic Result type does not say so."""
-    return cast(CursorResult[Any], result)
-
-
-def update_rows(session: Session, *conditions: ColumnElement[bool], **values: Any) -> int:
-    """``UPDATE deliveries SET … WHERE …`` in one statement; return how many rows changed."""
-    result = _cursor(
-        session.execute(
-            update(Delivery)
-            .where(*conditions)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    return max(result.rowcount, 0)
+from subscribers.model import Subscriber, SubscriberStatus
 
 
 def receives_editions() -> ColumnElement[bool]:
@@ -171,7 +116,10 @@ def enqueue_issue(
         statement = insert_ignoring_conflicts(session, Delivery).from_select(
             ["issue_id", "subscriber_id", "status", "not_before", "attempts", "created_at"], query
         )
-        result = _cursor(session.execute(statement.execution_options(preserve_rowcount=True)))
+        result = cast(
+            CursorResult[Any],
+            session.execute(statement.execution_options(preserve_rowcount=True)),
+        )
         added += max(result.rowcount, 0)
     return added
 
@@ -182,27 +130,14 @@ def refresh_statistics(session: Session, *, added: int) -> None:
         session.execute(text("ANALYZE deliveries"))
 
 
-def reap_expired(session: Session, issue_id: int, *, now: datetime) -> int:
-    """Put back rows whose worker's lease ran out (the worker died or hung)."""
-    return update_rows(
-        session,
-        Delivery.issue_id == issue_id,
-        Delivery.status == DeliveryStatus.SENDING,
-        Delivery.lease_until < now,
-        status=DeliveryStatus.QUEUED,
-        lease_owner=None,
-        lease_until=None,
-    )
-
-
 def expire(session: Session, issue_id: int, *, due_before: datetime) -> int:
     """Fail queued rows that were due before ``due_before``: they missed their send window."""
-    return update_rows(
+    return move_rows(
         session,
         Delivery.issue_id == issue_id,
         Delivery.status == DeliveryStatus.QUEUED,
         Delivery.not_before < due_before,
-        status=DeliveryStatus.FAILED,
+        to=DeliveryStatus.FAILED,
         last_error="missed its send time by more than the grace window; not sent late",
     )
 
@@ -215,259 +150,4 @@ def bring_forward(session: Session, issue_id: int, *, now: datetime) -> int:
         Delivery.status == DeliveryStatus.QUEUED,
         Delivery.not_before > now,
         not_before=now,
-    )
-
-
-def claim_batch(
-    session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
-) -> list[Claimed]:
-    """Take up to ``size`` due rows under a lease.
-
-    PostgreSQL skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); SQLite runs this inside
-    ``BEGIN IMMEDIATE`` (see ``newsletter.db``), which serialises claimers.
-
-    A row whose subscriber no longer receives editions (left, bounced or complained after it was
-    queued, e.g. while a retry waited) is marked ``suppressed`` instead of being handed out.
-    """
-    while True:
-        claimed = _claim_rows(session, issue_id, owner=owner, size=size, now=now, lease=lease)
-        if not claimed:
-            return []
-        people = {
-            row.id: row
-            for row in session.execute(
-                select(
-                    Subscriber.id,
-                    Subscriber.email,
-                    Subscriber.status,
-                    Subscriber.format,
-                    Subscriber.watchlist,
-                    Subscriber.sections,
-                    Subscriber.link_key,
-                ).where(Subscriber.id.in_([row.subscriber_id for row in claimed]))
-            )
-        }
-        gone = hold_back(session, claimed, people)
-        batch = [
-            Claimed(
-                delivery_id=row.id,
-                subscriber_id=row.subscriber_id,
-                email=people[row.subscriber_id].email,
-                format=people[row.subscriber_id].format,
-                attempts=row.attempts,
-                queued_at=_aware(row.created_at),
-                watchlist=_choice(people[row.subscriber_id].watchlist),
-                sections=_choice(people[row.subscriber_id].sections),
-                link_key=people[row.subscriber_id].link_key,
-            )
-            for row in claimed
-            if row.id not in gone
-        ]
-        if batch:
-            batch.sort(key=lambda item: item.delivery_id)
-            return batch
-
-
-def _claim_rows(
-    session: Session, issue_id: int, *, owner: str, size: int, now: datetime, lease: timedelta
-) -> list[Any]:
-    due = (
-        select(Delivery.id)
-        .where(
-            Delivery.issue_id == issue_id,
-            Delivery.status == DeliveryStatus.QUEUED,
-            Delivery.not_before <= now,
-        )
-        .order_by(Delivery.id)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    return list(
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(due))
-            .values(
-                status=DeliveryStatus.SENDING,
-                lease_owner=owner,
-                lease_until=now + lease,
-                attempts=Delivery.attempts + 1,
-            )
-            .returning(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.created_at)
-            .execution_options(synchronize_session=False)
-        ).all()
-    )
-
-
-def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with full jitter: up to 2 min × 2^(attempts-1), capped at 2 h."""
-    ceiling = min(RETRY_BASE * (1 << min(max(attempts - 1, 0), 16)), RETRY_CAP)
-    draw = rng.random() if rng is not None else random.random()
-    return ceiling * (0.5 + 0.5 * draw)
-
-
-def _choice(value: object) -> tuple[str, ...] | None:
-    """A stored preference list as a tuple; None (the default) for anything else."""
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    return None
-
-
-def _aware(value: datetime) -> datetime:
-    """RETURNING bypasses the column type on some drivers: make SQLite's naive UTC aware."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-_MARK_SENT = (
-    update(Delivery)
-    .where(Delivery.id == bindparam("b_id"))
-    .values(
-        status=DeliveryStatus.SENT,
-        sent_at=bindparam("b_now", type_=Delivery.sent_at.type),
-        message_id=bindparam("b_message_id"),
-        variant_key=bindparam("b_variant_key"),
-        last_error=None,
-        lease_owner=None,
-        lease_until=None,
-    )
-)
-
-
-def _mark_sent(session: Session, results: Sequence[Recorded], *, now: datetime) -> None:
-    """One statement for a flush of accepted messages (pipelined by the driver)."""
-    session.connection().execute(
-        _MARK_SENT,
-        [
-            {
-                "b_id": result.delivery_id,
-                "b_now": now,
-                "b_message_id": result.message_id,
-                "b_variant_key": result.variant_key,
-            }
-            for result in results
-        ],
-    )
-
-
-def record(
-    session: Session,
-    results: Sequence[Recorded],
-    *,
-    owner: str,
-    now: datetime,
-    max_attempts: int,
-    max_age: timedelta = timedelta(hours=24),
-) -> None:
-    """Write outcomes back. A sent row is sent whatever happened to its lease meanwhile.
-
-    A temporary failure is queued again with backoff until ``max_attempts`` tries or ``max_age``
-    since it was queued, then it fails with the last reply kept. The sent rows (nearly all of them)
-    are written with one executemany; the rest one by one.
-    """
-    sent = [result for result in results if result.outcome == "sent"]
-    if sent:
-        _mark_sent(session, sent, now=now)
-    for result in results:
-        if result.outcome == "sent":
-            continue
-        values: dict[str, object]
-        guard = Delivery.id == result.delivery_id
-        if result.outcome == "deferred":
-            guard = and_(guard, Delivery.lease_owner == owner)
-            values = {
-                "status": DeliveryStatus.QUEUED,
-                "not_before": now + timedelta(seconds=result.defer_seconds),
-                "attempts": Delivery.attempts - 1,
-            }
-        else:
-            guard = and_(guard, Delivery.lease_owner == owner)
-            too_old = result.queued_at is not None and now - result.queued_at >= max_age
-            if result.outcome == "retry" and result.attempts < max_attempts and not too_old:
-                values = {
-                    "status": DeliveryStatus.QUEUED,
-                    "not_before": now + backoff(result.attempts),
-                    "last_error": result.detail[:2000],
-                }
-            elif result.outcome == "retry":
-                reason = f"gave up after {result.attempts} attempts: {result.detail}"
-                values = {"status": DeliveryStatus.FAILED, "last_error": reason[:2000]}
-            else:
-                values = {"status": DeliveryStatus.FAILED, "last_error": result.detail[:2000]}
-        values.update(lease_owner=None, lease_until=None)
-        session.execute(
-            update(Delivery)
-            .where(guard)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.suppress_recipient:
-            suppress_refused(
-                session,
-                result.subscriber_id,
-                reason=f"refused by the mail server: {result.detail}",
-                now=now,
-            )
-
-
-def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> int:
-    """Give back claimed rows that were not attempted (the worker is stopping)."""
-    if not delivery_ids:
-        return 0
-    return update_rows(
-        session,
-        Delivery.id.in_(delivery_ids),
-        Delivery.lease_owner == owner,
-        Delivery.status == DeliveryStatus.SENDING,
-        status=DeliveryStatus.QUEUED,
-        lease_owner=None,
-        lease_until=None,
-        attempts=Delivery.attempts - 1,
-    )
-
-
-def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
-    totals = dict.fromkeys(DeliveryStatus, 0)
-    for status, count in session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.issue_id == issue_id)
-        .group_by(Delivery.status)
-    ):
-        totals[status] = count
-    return totals
-
-
-def next_due(session: Session, issue_id: int) -> datetime | None:
-    """When the earliest queued row becomes due, or None when nothing is queued."""
-    return session.scalar(
-        select(func.min(Delivery.not_before)).where(
-            Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED
-        )
-    )
-
-
-def failure_reasons(session: Session, issue_id: int, *, limit: int = 5) -> list[tuple[str, int]]:
-    """The commonest reasons deliveries of an edition failed, most frequent first."""
-    rows = session.execute(
-        select(Delivery.last_error, func.count())
-        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.FAILED)
-        .group_by(Delivery.last_error)
-        .order_by(func.count().desc(), Delivery.last_error)
-        .limit(limit)
-    )
-    return [(reason or "no reason recorded", count) for reason, count in rows]
-
-
-def stalled(session: Session, issue_id: int, *, now: datetime) -> int:
-    """Rows left in flight by a sender whose lease ran out (it stopped or died mid-send)."""
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == DeliveryStatus.SENDING,
-                Delivery.lease_until < now,
-            )
-        )
-        or 0
     )

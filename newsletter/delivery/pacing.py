@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel import insert_ignoring_conflicts, utcnow
 from newsletter.db import Database
 from newsletter.models import RouteRate
-from subscribers.base import insert_ignoring_conflicts, utcnow
 
 Clock = Callable[[], datetime]
 

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.states import move_rows
 from newsletter.models import Delivery, DeliveryStatus
 from subscribers.errors import IllegalTransition
 from subscribers.model import Subscriber, SubscriberStatus, suppress
@@ -31,17 +31,14 @@ def hold_back(session: Session, claimed: Sequence[Any], people: Mapping[int, Any
         if person is not None and person.status is SubscriberStatus.CONFIRMED:
             continue
         state = person.status.value if person is not None else "gone"
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == row.id)
-            .values(
-                status=DeliveryStatus.SUPPRESSED,
-                lease_owner=None,
-                lease_until=None,
-                attempts=Delivery.attempts - 1,
-                last_error=f"not sent: the subscriber is {state} now",
-            )
-            .execution_options(synchronize_session=False)
+        move_rows(
+            session,
+            Delivery.id == row.id,
+            to=DeliveryStatus.SUPPRESSED,
+            lease_owner=None,
+            lease_until=None,
+            attempts=Delivery.attempts - 1,
+            last_error=f"not sent: the subscriber is {state} now",
         )
         held.add(row.id)
     return held

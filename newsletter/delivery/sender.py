@@ -8,54 +8,33 @@ sender stops on an error.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import os
-import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
+from typing import assert_never
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from newsletter import personal
+from kernel.clock import Clock, utcnow
 from newsletter.db import Database
 from newsletter.delivery import ledger
-from newsletter.delivery.headers import header_text
-from newsletter.delivery.message import (
-    DATE,
-    MESSAGE_ID,
-    RECIPIENT,
-    UNSUBSCRIBE_MAILTO,
-    MessageHeaders,
-    PreparedMessage,
-    prepare_message,
-)
+from newsletter.delivery.assembly import PreparedMessages, VariantSource
+from newsletter.delivery.identity import SenderIdentity as SenderIdentity
+from newsletter.delivery.identity import message_id, worker_name
+from newsletter.delivery.identity import wire_address as wire_address
 from newsletter.delivery.pacing import Pacer, domain_of
+from newsletter.delivery.sample import send_test as send_test
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
-from newsletter.editions import (
-    DEFAULT_VARIANT,
-    SUBJECT_MAX,
-    finish_sending,
-    variant,
-    variant_key,
-)
+from newsletter.edition_states import finish_sending
 from newsletter.errors import DatabaseError, TransportError
-from newsletter.models import DeliveryStatus, Issue, IssueStatus, IssueVariant
-from subscribers.base import utcnow
-from subscribers.model import MailFormat
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
+from newsletter.models import DeliveryStatus, Issue, IssueStatus
 
-Clock = Callable[[], datetime]
 #: How a delivery whose message could not be built or sent is failed (kept in ``last_error``).
 UNSENDABLE = "the message could not be built or sent"
-
-#: Renders (once) and returns the stored variant for a watchlist and sections.
-VariantSource = Callable[[Issue, Sequence[str] | None, Sequence[str] | None], IssueVariant]
 
 
 @dataclass(slots=True)
@@ -74,42 +53,8 @@ class DeliveryReport:
     counts: dict[DeliveryStatus, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class SenderIdentity:
-    """Who sends: the headers' source and the secret that signs personal links."""
-
-    headers_from: str
-    envelope_sender: str
-    list_id: str
-    list_name: str
-    #: None when no mailbox reads the unsubscribe address (List-Unsubscribe has the link only).
-    unsubscribe_mailto: str | None
-    domain: str
-    links: personal.Links
-    signer: TokenSigner
-    secret: bytes
-
-
 class Stopped(Exception):
     """The worker was asked to stop: messages not yet handed to the transport stay queued."""
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def wire_address(email: str) -> str:
-    """The address with an ASCII (IDNA) domain, as SMTP and headers without SMTPUTF8 need it."""
-    local, _, domain = email.rpartition("@")
-    if domain.isascii():
-        return email
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
-
-
-def message_id(identity: SenderIdentity, issue: Issue, subscriber_id: int) -> str:
-    """Stable per (edition, subscriber): a re-send after a crash carries the same Message-ID."""
-    mac = hmac.new(identity.secret, f"{issue.id}:{subscriber_id}".encode(), hashlib.sha256)
-    return f"<{issue.edition_date:%Y%m%d}.{subscriber_id}.{mac.hexdigest()[:16]}@{identity.domain}>"
 
 
 class Sender:
@@ -144,41 +89,8 @@ class Sender:
         self.on_result = on_result
         self.pacer = pacer
         self.stop = stop
-        self.variants = variants
-        self._prepared: dict[str, PreparedMessage] = {}
+        self.messages = PreparedMessages(database=database, identity=identity, variants=variants)
         self._pool: ThreadPoolExecutor | None = None
-
-    def _message(self, issue: Issue, item: ledger.Claimed) -> tuple[str, PreparedMessage]:
-        """The prebuilt message of this subscriber's variant and format (built once, then cached)."""
-        content = variant_key(item.watchlist, item.sections)
-        key = f"{content}/{item.format.value}"
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            stored = self._variant(issue, item)
-            headers = MessageHeaders(
-                sender=self.identity.headers_from,
-                subject=header_text(
-                    stored.subject or issue.subject,
-                    limit=SUBJECT_MAX,
-                    fallback=self.identity.list_name,
-                ),
-                list_id=self.identity.list_id,
-                list_name=self.identity.list_name,
-                unsubscribe_mailto=self.identity.unsubscribe_mailto,
-            )
-            prepared = prepare_message(
-                headers,
-                html_body=stored.html if item.format is MailFormat.HTML else None,
-                text_body=stored.text,
-            )
-            self._prepared[key] = prepared
-        return key, prepared
-
-    def _variant(self, issue: Issue, item: ledger.Claimed) -> IssueVariant:
-        if self.variants is not None:
-            return self.variants(issue, item.watchlist, item.sections)
-        with self.database.transaction(readonly=True) as session:
-            return variant(session, issue, DEFAULT_VARIANT)
 
     def deliver(self, issue: Issue) -> DeliveryReport:
         """Deliver every due row of ``issue``; return what happened."""
@@ -225,10 +137,10 @@ class Sender:
         if self.stop is not None and self.stop.is_set():
             raise Stopped("the worker is stopping")
         try:
-            key, prepared = self._message(issue, item)
+            key, prepared = self.messages.get(issue, item)
             mid = message_id(self.identity, issue, item.subscriber_id)
             recipient = wire_address(item.email)
-            body = prepared.personalise(self._values(item, recipient, mid, date_header))
+            body = prepared.personalise(self.messages.values(item, recipient, mid, date_header))
             result = self.transport.send(
                 Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
                 body,
@@ -256,10 +168,11 @@ class Sender:
                 # Prebuild the variants here, not in the sending threads; a variant that cannot
                 # be built fails its deliveries in _send_one, with the reason.
                 with contextlib.suppress(Exception):
-                    self._message(issue, item)
+                    self.messages.get(issue, item)
             if self.pacer is not None:
                 batch = self._pace(batch, pending, attempted)
-                report.deferred += len(attempted)
+                for deferred in pending:
+                    _count(report, deferred)
             if self.transport.concurrency > 1:
                 results = self._parallel(issue, batch, date_header)
             else:
@@ -311,7 +224,7 @@ class Sender:
                 ledger.Recorded(
                     delivery_id=item.delivery_id,
                     subscriber_id=item.subscriber_id,
-                    outcome="deferred",
+                    outcome=Outcome.DEFERRED,
                     attempts=item.attempts,
                     defer_seconds=wait,
                 )
@@ -362,24 +275,6 @@ class Sender:
                 future.cancel()
             wait([future for _, future in pending])
 
-    def _values(
-        self, item: ledger.Claimed, recipient: str, mid: str, date_header: str
-    ) -> dict[str, str]:
-        signer, subscriber_id, key = self.identity.signer, item.subscriber_id, item.link_key
-        unsubscribe_token = signer.sign(subscriber_id, UNSUBSCRIBE, key=key)
-        links = self.identity.links
-        return {
-            RECIPIENT: recipient,
-            DATE: date_header,
-            MESSAGE_ID: mid,
-            UNSUBSCRIBE_MAILTO: unsubscribe_token,
-            personal.EMAIL: item.email,
-            personal.UNSUBSCRIBE_URL: links.unsubscribe(unsubscribe_token),
-            personal.PREFERENCES_URL: links.preferences(
-                signer.sign(subscriber_id, PREFERENCES, key=key)
-            ),
-        }
-
     def _flush(self, pending: list[ledger.Recorded]) -> None:
         if not pending:
             return
@@ -421,7 +316,7 @@ def _recorded(
     return ledger.Recorded(
         delivery_id=item.delivery_id,
         subscriber_id=item.subscriber_id,
-        outcome=result.outcome.value,
+        outcome=result.outcome,
         attempts=item.attempts,
         message_id=message_id,
         variant_key=variant_key,
@@ -438,7 +333,7 @@ def _unsendable(item: ledger.Claimed, exc: Exception) -> ledger.Recorded:
     return ledger.Recorded(
         delivery_id=item.delivery_id,
         subscriber_id=item.subscriber_id,
-        outcome=Outcome.FAILED.value,
+        outcome=Outcome.FAILED,
         attempts=item.attempts,
         detail=f"{UNSENDABLE}: {reason}",
         queued_at=item.queued_at,
@@ -446,45 +341,16 @@ def _unsendable(item: ledger.Claimed, exc: Exception) -> ledger.Recorded:
 
 
 def _count(report: DeliveryReport, recorded: ledger.Recorded) -> None:
-    if recorded.outcome == Outcome.SENT:
-        report.sent += 1
-    elif recorded.outcome == Outcome.RETRY:
-        report.retried += 1
-    else:
-        report.failed += 1
-        if recorded.suppress_recipient:
-            report.suppressed += 1
-
-
-def send_test(
-    *,
-    transport: Transport,
-    identity: SenderIdentity,
-    issue: Issue,
-    html: str,
-    text: str,
-    to: str,
-    clock: Clock = utcnow,
-) -> SendResult:
-    """One test copy of an edition to ``to``; the ledger is not touched. Links point to public pages."""
-    headers = MessageHeaders(
-        sender=identity.headers_from,
-        subject=header_text(f"[Test] {issue.subject}", limit=SUBJECT_MAX),
-        list_id=identity.list_id,
-        list_name=identity.list_name,
-        unsubscribe_mailto=identity.unsubscribe_mailto,
-    )
-    prepared = prepare_message(headers, html_body=html, text_body=text)
-    recipient = wire_address(to)
-    mid = make_msgid(idstring="test", domain=identity.domain)
-    values = personal.public_values(identity.links) | {
-        RECIPIENT: recipient,
-        DATE: format_datetime(clock()),
-        MESSAGE_ID: mid,
-        UNSUBSCRIBE_MAILTO: "test",
-        personal.EMAIL: to,
-    }
-    return transport.send(
-        Envelope(sender=identity.envelope_sender, recipient=recipient, message_id=mid),
-        prepared.personalise(values),
-    )
+    match recorded.outcome:
+        case Outcome.SENT:
+            report.sent += 1
+        case Outcome.RETRY:
+            report.retried += 1
+        case Outcome.FAILED:
+            report.failed += 1
+            if recorded.suppress_recipient:
+                report.suppressed += 1
+        case Outcome.DEFERRED:
+            report.deferred += 1
+        case _:
+            assert_never(recorded.outcome)

@@ -20,9 +20,14 @@ from newsletter.errors import TransportError
 
 
 class Outcome(enum.StrEnum):
+    """What became of one message: a transport's answer, or the sender's pacing."""
+
     SENT = "sent"
+    #: Refused for now (4xx, a dropped connection): queued again after a backoff.
     RETRY = "retry"
     FAILED = "failed"
+    #: Not handed over: its route had no room (pacing). Queued again; not an attempt.
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)

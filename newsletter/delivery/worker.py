@@ -16,11 +16,11 @@ from datetime import date, datetime
 
 from sqlalchemy import func, select
 
+from kernel import utcnow
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.sender import DeliveryReport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
-from subscribers.base import utcnow
 
 log = logging.getLogger(__name__)
 

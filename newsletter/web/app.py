@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import func, select, text
 
+from kernel import utcnow
 from newsletter import __version__
 from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
@@ -27,7 +28,6 @@ from newsletter.web import api, archive, errors, pages
 from newsletter.web.metrics import Labels, Metrics, RequestMetrics, gauge
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
 from newsletter.web.state import Clock, State, WebState
-from subscribers.base import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -185,7 +185,6 @@ def install(fastapi: FastAPI) -> None:
         )
 
     fastapi.add_exception_handler(NewsletterError, domain_error)
-    fastapi.add_exception_handler(SubscriberError, domain_error)
     fastapi.add_exception_handler(HTTPException, http_error)
     fastapi.add_exception_handler(RequestValidationError, validation_error)
     fastapi.add_exception_handler(Exception, unexpected)

@@ -1,4 +1,4 @@
-"""The declarative base shared by every table, and the column types they use."""
+"""The declarative base shared by every table, the column types they use, and shared DB helpers."""
 
 from __future__ import annotations
 
@@ -48,10 +48,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def status_enum(cls: type[enum.StrEnum], name: str) -> Enum:
