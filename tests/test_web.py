@@ -21,7 +21,7 @@ from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.models import MarketSnapshot
-from newsletter.web import pages
+from newsletter.services import subscriptions
 from newsletter.web.command import web as web_command
 from subscribers.model import MailFormat, SubscriberStatus
 from subscribers.service import import_rows, read_csv
@@ -270,7 +270,7 @@ def test_preferences_name_coins_properly_not_by_api_id(
     web: Web, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The page showed "Binancecoin", "Ripple", "Near" (API ids) before the market data named them."""
-    monkeypatch.setattr(pages, "_coin_cache", {})
+    monkeypatch.setattr(subscriptions, "_coin_cache", {})
     web.subscribed("reader@example.com")
     path = preferences_path(web, "reader@example.com")
     page = web.client.get(path).text
@@ -292,7 +292,7 @@ def test_preferences_name_coins_properly_not_by_api_id(
                 )
             )
             session.flush()
-    monkeypatch.setattr(pages, "_coin_cache", {})
+    monkeypatch.setattr(subscriptions, "_coin_cache", {})
     page = web.client.get(path).text
     assert "XRP (XRP)" in page and "Ripple Renamed" not in page and "Old Name" not in page
 

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Bounce, Delivery, Issue
+from newsletter.services.queued import Transactions
 from subscribers import privacy
 from subscribers.addresses import normalise
 from subscribers.errors import InvalidAddress, UnknownSubscriber
@@ -122,3 +123,15 @@ def export(session: Session, email: str, *, now: datetime) -> dict[str, Any]:
         for report in reports
     ]
     return data
+
+
+def export_address(database: Transactions, email: str, *, now: datetime) -> dict[str, Any]:
+    """A request of access: :func:`export` in its own transaction."""
+    with database.transaction(readonly=True) as session:
+        return export(session, email, now=now)
+
+
+def erase_address(database: Transactions, email: str, *, now: datetime) -> privacy.Removal:
+    """A request of erasure: :func:`erase` in its own transaction."""
+    with database.transaction() as session:
+        return erase(session, email, now=now)

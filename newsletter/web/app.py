@@ -15,19 +15,18 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import func, select, text
 
 from kernel import utcnow
-from newsletter import __version__
+from newsletter import __version__, pipeline
 from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
-from newsletter.errors import NewsletterError
-from newsletter.models import Issue
-from newsletter.observability import delivery_gauges, subscriber_gauges
+from newsletter.services import health, stats
 from newsletter.web import api, archive, errors, pages
-from newsletter.web.metrics import Labels, Metrics, RequestMetrics, gauge
+from newsletter.web.api.auth import bearer, is_admin
+from newsletter.web.api.subscribers import IMPORT_MAX_BYTES
+from newsletter.web.metrics import Metrics, RequestMetrics, gauge
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
-from newsletter.web.state import Clock, State, WebState
+from newsletter.web.state import Clock, EditionControls, State, WebState
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,23 @@ def _asset(app: App, template: str, media_type: str) -> Asset:
     return Asset(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
+def edition_controls(app: App) -> EditionControls:
+    """The edition operations of the admin API, bound to ``app``'s parts."""
+    return EditionControls(
+        check_can_send=app.check_can_send,
+        plan_send=lambda day: pipeline.plan_send(app, edition_date=day),
+        send=lambda day, now, follow_up: pipeline.send(
+            app, edition_date=day, now=now, follow_up=follow_up
+        ),
+        send_test_copy=lambda day, to: pipeline.send_test_copy(app, edition_date=day, to=to),
+        set_paused=lambda day, paused, now: pipeline.set_paused(
+            app, edition_date=day, paused=paused, now=now
+        ),
+        cancel=lambda day, now: pipeline.cancel_edition(app, edition_date=day, now=now),
+        stats=lambda day, now: pipeline.edition_stats(app, edition_date=day, now=now),
+    )
+
+
 def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     """The web app of ``app``: pages, archive, admin API, health and metrics.
 
@@ -65,7 +81,15 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         )
     metrics = Metrics()
     state = WebState.build(
-        app, clock=clock, metrics=metrics, networks=parse_networks(settings.trusted_proxies)
+        settings=settings,
+        database=app.database,
+        renderer=app.renderer,
+        signer=app.signer(),
+        transport=app.transport,
+        editions=edition_controls(app),
+        clock=clock,
+        metrics=metrics,
+        networks=parse_networks(settings.trusted_proxies),
     )
     assets = {
         "site.css": _asset(app, "web/site.css.j2", "text/css; charset=utf-8"),
@@ -113,11 +137,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         responses={503: {"description": "The database does not answer."}},
     )
     def healthz(state: State) -> JSONResponse:
-        try:
-            with state.app.database.transaction(readonly=True) as session:
-                session.execute(text("SELECT 1"))
-        except NewsletterError as exc:
-            log.error("health check: %s", exc)
+        if not health.database_answers(state.database):
             return JSONResponse(
                 {"status": "unavailable", "database": "error"},
                 status_code=503,
@@ -135,9 +155,9 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     )
     def prometheus(
         state: State,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api.bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> PlainTextResponse:
-        detailed = api.is_admin(state, credentials)
+        detailed = is_admin(state, credentials)
         return PlainTextResponse(
             state.metrics.render(_database_gauges(state, detailed=detailed), detailed=detailed),
             media_type="text/plain; version=0.0.4; charset=utf-8",
@@ -145,7 +165,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         )
 
     fastapi.add_middleware(
-        BodyLimit, default=FORM_BODY_LIMIT, larger=(("/api/", api.IMPORT_MAX_BYTES + 65536),)
+        BodyLimit, default=FORM_BODY_LIMIT, larger=(("/api/", IMPORT_MAX_BYTES + 65536),)
     )
     fastapi.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     fastapi.add_middleware(RequestMetrics, metrics=metrics)
@@ -153,24 +173,10 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
 
 
 def _database_gauges(state: WebState, *, detailed: bool) -> list[str]:
-    try:
-        with state.app.database.transaction(readonly=True) as session:
-            subscribers = subscriber_gauges(session) if detailed else []
-            editions: dict[Labels, float] = {
-                (("status", status.value),): float(count)
-                for status, count in session.execute(
-                    select(Issue.status, func.count()).group_by(Issue.status)
-                )
-            }
-            delivery = delivery_gauges(session, now=utcnow())
-    except NewsletterError:
+    gauges = stats.database_gauges(state.database, detailed=detailed, clock=utcnow)
+    if gauges is None:
         return gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 0})
     return [
         *gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 1}),
-        *gauge("newsletter_editions", "Editions by status.", editions),
-        *[
-            line
-            for item in (*subscribers, *delivery)
-            for line in gauge(item.name, item.help, item.values)
-        ],
+        *[line for item in gauges for line in gauge(item.name, item.help, item.values)],
     ]

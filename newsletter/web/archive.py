@@ -12,17 +12,14 @@ from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from newsletter import personal
-from newsletter.editions import DEFAULT_VARIANT
-from newsletter.models import Issue, IssueStatus, IssueVariant
+from newsletter.services.archive import public_editions, public_html
 from newsletter.web.security import EDITION_POLICY
 from newsletter.web.state import State
 
 router = APIRouter(tags=["archive"])
 
-PUBLIC = (IssueStatus.SENDING, IssueStatus.SENT)
 CACHE = "public, max-age=300"
 FEED_SIZE = 30
 
@@ -34,16 +31,9 @@ FEED_SIZE = 30
     summary="The editions sent so far",
 )
 def archive(request: Request, state: State) -> Response:
-    with state.app.database.transaction(readonly=True) as session:
-        rows = session.execute(
-            select(Issue.edition_date, Issue.subject, Issue.preheader)
-            .where(Issue.status.in_(PUBLIC))
-            .order_by(Issue.edition_date.desc())
-            .limit(1000)
-        ).all()
     editions = [
         (row.edition_date.isoformat(), _label(row.edition_date), row.subject, row.preheader)
-        for row in rows
+        for row in public_editions(state.database)
     ]
     return state.page(request, "archive.html.j2", title="Archive", editions=editions, cache=CACHE)
 
@@ -72,18 +62,7 @@ def _parse(value: str) -> date | None:
 )
 def edition(edition_date: str, request: Request, state: State) -> Response:
     day = _parse(edition_date)
-    html = None
-    if day is not None:
-        with state.app.database.transaction(readonly=True) as session:
-            html = session.scalar(
-                select(IssueVariant.html)
-                .join(Issue, Issue.id == IssueVariant.issue_id)
-                .where(
-                    Issue.edition_date == day,
-                    Issue.status.in_(PUBLIC),
-                    IssueVariant.key == DEFAULT_VARIANT,
-                )
-            )
+    html = None if day is None else public_html(state.database, day)
     if html is None:
         return state.message(
             request,
@@ -114,21 +93,11 @@ def _stamp(value: datetime | None, day: date) -> str:
     summary="An Atom feed of the editions",
 )
 def feed(state: State) -> Response:
-    with state.app.database.transaction(readonly=True) as session:
-        issues = session.execute(
-            select(
-                Issue.edition_date, Issue.subject, Issue.preheader, Issue.sent_at, Issue.sending_at
-            )
-            .where(Issue.status.in_(PUBLIC))
-            .order_by(Issue.edition_date.desc())
-            .limit(FEED_SIZE)
-        ).all()
+    issues = public_editions(state.database, limit=FEED_SIZE)
     base = state.links.base_url
     site = state.site
     updated = (
-        _stamp(issues[0].sent_at or issues[0].sending_at, issues[0].edition_date)
-        if issues
-        else "1970-01-01T00:00:00Z"
+        _stamp(issues[0].published_at, issues[0].edition_date) if issues else "1970-01-01T00:00:00Z"
     )
     entries = []
     for row in issues:
@@ -138,7 +107,7 @@ def feed(state: State) -> Response:
             f"    <title>{escape(row.subject)}</title>\n"
             f'    <link rel="alternate" type="text/html" href="{_attr(url)}"/>\n'
             f"    <id>{escape(url)}</id>\n"
-            f"    <updated>{_stamp(row.sent_at or row.sending_at, row.edition_date)}</updated>\n"
+            f"    <updated>{_stamp(row.published_at, row.edition_date)}</updated>\n"
             f"    <summary>{escape(row.preheader or row.subject)}</summary>\n"
             "  </entry>\n"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
@@ -27,6 +27,23 @@ if TYPE_CHECKING:
     # Only for the annotation: importing newsletter.cli here would make a cycle once cli.py
     # registers this command. At run time the group's Context arrives as click's ctx.obj.
     from newsletter.cli import Context
+
+
+def uvicorn_options(*, host: str, port: int) -> dict[str, Any]:
+    """The uvicorn options of every way the web app is served (``newsletter web``, ``newsletter run``).
+
+    The client address comes from NEWSLETTER_TRUSTED_PROXIES, not from uvicorn's proxy headers;
+    logging is set up by the command group (-v, -vv), which also decides whether requests are logged.
+    """
+    return {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_config": None,
+        "access_log": logging.getLogger().isEnabledFor(logging.INFO),
+    }
+
 
 # Internal hand-over from ``newsletter web --workers N`` to its worker processes.
 _VERBOSITY_ENV_VAR = "_NEWSLETTER_WEB_VERBOSITY"
@@ -58,14 +75,7 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
     settings = app.settings
     host = host or settings.web_host
     port = port or settings.web_port
-    options = {
-        "host": host,
-        "port": port,
-        "proxy_headers": False,  # the client address comes from NEWSLETTER_TRUSTED_PROXIES
-        "server_header": False,
-        "log_config": None,  # logging is set up by the command group (-v, -vv)
-        "access_log": logging.getLogger().isEnabledFor(logging.INFO),
-    }
+    options = uvicorn_options(host=host, port=port)
     shown = f"[{host}]" if ":" in host else host
     context.err.print(
         f"Serving {settings.newsletter_name} on http://{shown}:{port} "
@@ -74,7 +84,7 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
         markup=False,
     )
     if workers == 1:
-        uvicorn.run(create_app(app), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(app), **options)
         return
     if context.config is not None:
         os.environ[CONFIG_ENV_VAR] = str(context.config)
@@ -84,7 +94,7 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
         "newsletter.web.command:app_from_environment",
         factory=True,
         workers=workers,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

@@ -14,19 +14,19 @@ import html
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from newsletter.bootstrap import App
+from newsletter.config import Settings
 from newsletter.delivery.message import list_unsubscribe
 from newsletter.delivery.sender import wire_address
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
 from newsletter.errors import NewsletterError
 from newsletter.personal import Links
-from newsletter.render import inline_css
-from subscribers.tokens import PREFERENCES, UNSUBSCRIBE
+from newsletter.render import Renderer, inline_css
+from newsletter.services.subscriptions import Mail, MailKind, Recipient
+from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +47,46 @@ SUBJECTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    subscriber_id: int
-    email: str
-    #: The subscriber's link key: the personal links of the mail carry it (see subscribers.links).
-    link_key: str | None = None
-
-
 class Mailer:
-    """Composes and sends subscription mails over one transport, opened on first use."""
+    """Composes and sends subscription mails over one transport, opened on first use.
+
+    ``transport`` opens the transport (the configured one); ``on_sent`` hears of each mail's kind
+    and outcome.
+    """
 
     def __init__(
         self,
-        app: App,
         *,
+        settings: Settings,
+        renderer: Renderer,
+        signer: TokenSigner,
+        transport: Callable[[], Transport],
         clock: Callable[[], datetime],
         on_sent: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.app = app
+        self.settings = settings
+        self.renderer = renderer
+        self.signer = signer
+        self.open_transport = transport
         self.clock = clock
         self.on_sent = on_sent
-        self.links = Links(app.settings.base_url)
+        self.links = Links(settings.base_url)
         self._lock = threading.Lock()
         self._transport: Transport | None = None
         self._bodies: dict[str, tuple[str, str]] = {}
 
     # the four mails
+
+    def send(self, mail: Mail) -> None:
+        """Send a mail a subscription service said is due."""
+        if mail.kind is MailKind.CONFIRM:
+            self.confirmation(mail.recipient, token=mail.confirm_token)
+        elif mail.kind is MailKind.ALREADY:
+            self.already_subscribed(mail.recipient)
+        elif mail.kind is MailKind.WELCOME:
+            self.welcome(mail.recipient)
+        else:
+            self.goodbye(mail.recipient)
 
     def confirmation(self, recipient: Recipient, *, token: str) -> None:
         self._send("confirm", recipient, confirm_url=f"{self.links.base_url}/confirm/{token}")
@@ -91,7 +104,7 @@ class Mailer:
 
     def personal_links(self, subscriber_id: int, key: str | None) -> tuple[str, str, str]:
         """The unsubscribe token, unsubscribe URL and preferences URL of a subscriber."""
-        signer = self.app.signer()
+        signer = self.signer
         token = signer.sign(subscriber_id, UNSUBSCRIBE, key=key)
         return (
             token,
@@ -106,7 +119,7 @@ class Mailer:
         """
         cached = self._bodies.get(kind)
         if cached is None:
-            settings = self.app.settings
+            settings = self.settings
             context = {
                 **SLOTS,
                 "newsletter": settings.newsletter_name,
@@ -117,19 +130,19 @@ class Mailer:
                 "subject": self.subject(kind),
                 "hours": settings.confirm_token_hours,
             }
-            renderer = self.app.renderer
+            renderer = self.renderer
             html = inline_css(renderer.render_page(f"mail/{kind}.html.j2", **context))
             text = renderer.render_page(f"mail/{kind}.txt.j2", **context)
             cached = self._bodies[kind] = (html, text)
         return cached
 
     def subject(self, kind: str) -> str:
-        return SUBJECTS[kind].format(name=self.app.settings.newsletter_name)
+        return SUBJECTS[kind].format(name=self.settings.newsletter_name)
 
     def compose(
         self, kind: str, recipient: Recipient, *, list_mail: bool = False, confirm_url: str = ""
     ) -> tuple[EmailMessage, str]:
-        settings = self.app.settings
+        settings = self.settings
         token, unsubscribe_url, preferences_url = self.personal_links(
             recipient.subscriber_id, recipient.link_key
         )
@@ -174,7 +187,7 @@ class Mailer:
             message, message_id = self.compose(
                 kind, recipient, list_mail=list_mail, confirm_url=confirm_url
             )
-            settings = self.app.settings
+            settings = self.settings
             data = message.as_bytes(policy=message.policy.clone(max_line_length=998))
             envelope = Envelope(
                 sender=settings.envelope_sender,
@@ -201,7 +214,7 @@ class Mailer:
     def _deliver(self, envelope: Envelope, data: bytes) -> SendResult:
         with self._lock:
             if self._transport is None:
-                self._transport = self.app.transport()
+                self._transport = self.open_transport()
             try:
                 return self._transport.send(envelope, data)
             except NewsletterError:

@@ -1,21 +1,27 @@
-"""What every request handler shares: the App, the clock, signing, mail, metrics, page rendering."""
+"""What every request handler shares: the services' dependencies, signing, mail, metrics, pages.
+
+Built by the app factory from the parts :mod:`newsletter.bootstrap` made; nothing here knows which
+concrete transport or database it is given.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 from starlette.responses import HTMLResponse
 
-from newsletter.bootstrap import App
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.delivery.transports import SendResult, Transport
 from newsletter.personal import Links
+from newsletter.pipeline import EditionStats, SendOutcome, SendPlan
+from newsletter.render import Renderer
+from newsletter.services.queued import QueuedWrites
 from newsletter.web.csrf import Csrf
 from newsletter.web.mails import Mailer
 from newsletter.web.metrics import Metrics
@@ -39,9 +45,30 @@ class Site:
     unsubscribe_address: str
 
 
+@dataclass(frozen=True, slots=True)
+class EditionControls:
+    """The edition operations the admin API starts, bound to the configured parts by the factory."""
+
+    check_can_send: Callable[[], None]
+    plan_send: Callable[[date], SendPlan]
+    #: (edition date, now, follow_up)
+    send: Callable[[date, datetime, bool], SendOutcome]
+    #: (edition date, address)
+    send_test_copy: Callable[[date, str], SendResult]
+    #: (edition date, paused, now): False when it already was in that state
+    set_paused: Callable[[date, bool, datetime], bool]
+    #: (edition date, now): the queued deliveries dropped
+    cancel: Callable[[date, datetime], int]
+    stats: Callable[[date, datetime], EditionStats]
+
+
 @dataclass
 class WebState:
-    app: App
+    settings: Settings
+    #: The database for the services; this process's SQLite writers take turns.
+    database: QueuedWrites
+    renderer: Renderer
+    editions: EditionControls
     clock: Clock
     signer: TokenSigner
     csrf: Csrf
@@ -50,23 +77,37 @@ class WebState:
     networks: tuple[IPNetwork, ...]
     site: Site
     links: Links
-    _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(
-        cls, app: App, *, clock: Clock, metrics: Metrics, networks: tuple[IPNetwork, ...]
+        cls,
+        *,
+        settings: Settings,
+        database: Database,
+        renderer: Renderer,
+        signer: TokenSigner,
+        transport: Callable[[], Transport],
+        editions: EditionControls,
+        clock: Clock,
+        metrics: Metrics,
+        networks: tuple[IPNetwork, ...],
     ) -> WebState:
-        settings = app.settings
         secret = settings.secret_key.get_secret_value()
         mailer = Mailer(
-            app,
+            settings=settings,
+            renderer=renderer,
+            signer=signer,
+            transport=transport,
             clock=clock,
             on_sent=lambda kind, outcome: metrics.count(metrics.mails, kind=kind, outcome=outcome),
         )
         return cls(
-            app=app,
+            settings=settings,
+            database=QueuedWrites(database),
+            renderer=renderer,
+            editions=editions,
             clock=clock,
-            signer=app.signer(),
+            signer=signer,
             csrf=Csrf(secret.encode(), base_url=settings.base_url),
             mailer=mailer,
             metrics=metrics,
@@ -80,22 +121,6 @@ class WebState:
             ),
             links=Links(settings.base_url),
         )
-
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A writing transaction. On SQLite, this process's writers queue on a lock first.
-
-        SQLite admits one writer at a time; threads that find it busy sleep and retry with growing
-        pauses, which makes the slowest requests wait far longer than the average. Queuing in
-        the process hands the lock over at once; other processes still wait on SQLite itself.
-        """
-        database = self.app.database
-        if database.dialect != "sqlite":
-            with database.transaction() as session:
-                yield session
-            return
-        with self._write_lock, database.transaction() as session:
-            yield session
 
     def client_ip(self, request: Request) -> str:
         peer = request.client.host if request.client else None
@@ -115,7 +140,7 @@ class WebState:
     ) -> HTMLResponse:
         """Render a page of ``templates/web/``; with ``form`` it carries a CSRF token (and cookie)."""
         token, new_cookie = self.csrf.issue(request) if form else ("", None)
-        html = self.app.renderer.render_page(
+        html = self.renderer.render_page(
             f"web/{template}",
             site=self.site,
             title=title,

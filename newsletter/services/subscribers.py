@@ -1,0 +1,170 @@
+"""The operator's view of the list: list and search, add, import, export, look up, delete.
+
+The rules (who may be added, what an import does with a known or suppressed address) live in
+:mod:`subscribers.service`; this module holds the transactions around them for the admin API.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+
+from newsletter.config import Settings
+from newsletter.services import privacy
+from newsletter.services.queued import Transactions
+from newsletter.services.subscriptions import Mail, Recipient, confirmation_mail
+from subscribers import signup
+from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.privacy import Removal
+from subscribers.service import (
+    EXPORT_COLUMNS,
+    ImportReport,
+    add_subscriber,
+    export_csv,
+    import_rows,
+    iter_subscribers,
+    read_csv,
+)
+from subscribers.tokens import TokenSigner
+
+#: Subscribers per chunk of a streamed export.
+EXPORT_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    items: list[Subscriber]
+
+
+def search(
+    database: Transactions,
+    *,
+    status: SubscriberStatus | None,
+    text: str | None,
+    limit: int,
+    offset: int,
+) -> Page:
+    """Subscribers in id order, by status and a part of the address or name."""
+    conditions = []
+    if status is not None:
+        conditions.append(Subscriber.status == status)
+    if text:
+        needle = text.strip().lower()
+        conditions.append(
+            or_(
+                Subscriber.email_key.contains(needle, autoescape=True),
+                func.lower(Subscriber.name).contains(needle, autoescape=True),
+            )
+        )
+    with database.transaction(readonly=True) as session:
+        total = session.scalar(select(func.count()).select_from(Subscriber).where(*conditions)) or 0
+        rows = session.scalars(
+            select(Subscriber)
+            .where(*conditions)
+            .order_by(Subscriber.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    return Page(total, list(rows))
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    subscriber: Subscriber
+    created: bool
+    #: The confirmation mail to send (a new subscriber not added as confirmed).
+    mail: Mail | None
+
+
+def add(
+    database: Transactions,
+    *,
+    signer: TokenSigner,
+    email: str,
+    name: str | None,
+    timezone: str | None,
+    confirmed: bool,
+    source: str,
+    now: datetime,
+) -> Added:
+    """Add one address; one already on the list is returned unchanged."""
+    with database.transaction() as session:
+        subscriber, created = add_subscriber(
+            session,
+            email,
+            name=name,
+            timezone=timezone,
+            confirmed=confirmed,
+            source=source,
+            now=now,
+        )
+        nonce = None
+        if created and not confirmed:
+            nonce = subscriber.confirm_nonce = signup.new_nonce()
+    mail = None
+    if nonce is not None:
+        recipient = Recipient(subscriber.id, subscriber.email, subscriber.link_key)
+        mail = confirmation_mail(signer, recipient, nonce=nonce, now=now)
+    return Added(subscriber, created, mail)
+
+
+def export_chunks(database: Transactions, *, status: SubscriberStatus | None) -> Iterator[str]:
+    """The CSV export (readable by import), header first, streamed in chunks of rows."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(EXPORT_COLUMNS)
+    yield header.getvalue()
+    with database.transaction(readonly=True) as session:
+        chunk: list[Subscriber] = []
+        for subscriber in iter_subscribers(session, status=status):
+            chunk.append(subscriber)
+            if len(chunk) >= EXPORT_CHUNK:
+                yield _csv_rows(chunk)
+                chunk.clear()
+        yield _csv_rows(chunk)
+
+
+def _csv_rows(subscribers: list[Subscriber]) -> str:
+    out = io.StringIO()
+    export_csv(subscribers, out)
+    return out.getvalue().split("\n", 1)[1]  # without the header export_csv writes
+
+
+def import_csv(
+    database: Transactions,
+    path: Path,
+    *,
+    settings: Settings,
+    confirmed: bool,
+    source: str,
+    now: datetime,
+) -> ImportReport:
+    """Import a CSV file (email[,name,timezone]); the good rows import, each bad one is reported."""
+    return import_rows(
+        database.transaction,
+        read_csv(
+            path,
+            max_field_chars=settings.import_max_field_chars,
+            max_line_chars=settings.import_max_line_chars,
+        ),
+        confirmed=confirmed,
+        source=source,
+        now=now,
+    )
+
+
+def get(database: Transactions, subscriber_id: int) -> Subscriber | None:
+    with database.transaction(readonly=True) as session:
+        return session.get(Subscriber, subscriber_id)
+
+
+def delete(database: Transactions, subscriber_id: int, *, now: datetime) -> Removal | None:
+    """Delete a subscriber and what refers to them; None when there is none with that id."""
+    with database.transaction() as session:
+        return privacy.delete_subscriber(session, subscriber_id, now=now)
