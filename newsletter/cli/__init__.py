@@ -77,7 +77,7 @@ def cli(ctx: click.Context, config: Path | None, verbose: int) -> None:
     ctx.call_on_close(context.close)
 
 
-for command in (
+for _command in (
     operations.show_config,
     operations.db,
     subscriber_commands.subscribers,
@@ -91,7 +91,7 @@ for command in (
     operations.run_command,
     operations.demo,
 ):
-    cli.add_command(command)
+    cli.add_command(_command)
 
 
 def main() -> None:
