@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import sample_values  # noqa: E402
 
-from newsletter import personal, pipeline  # noqa: E402
+from newsletter import personal  # noqa: E402
 from newsletter.bootstrap import bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.delivery.message import (  # noqa: E402
@@ -33,7 +33,7 @@ from newsletter.delivery.message import (  # noqa: E402
     MessageHeaders,
     prepare_message,
 )
-from newsletter.editions import variant  # noqa: E402
+from newsletter.editions import get_issue, variant  # noqa: E402
 from newsletter.migrate import upgrade  # noqa: E402
 
 MESSAGES = 2_000
@@ -50,10 +50,10 @@ def main() -> None:
         app = bootstrap(settings)
         upgrade(app.database)
         now = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
-        pipeline.fetch(app, now=now)
-        pipeline.build(app, edition_date=date(2026, 11, 24), now=now)
+        app.sources.fetch(now=now)
+        app.editions.build(edition_date=date(2026, 11, 24), now=now)
         with app.database.transaction(readonly=True) as session:
-            issue = pipeline.get_issue(session, date(2026, 11, 24))
+            issue = get_issue(session, date(2026, 11, 24))
             assert issue is not None
             stored = variant(session, issue)
             html, text, subject = stored.html, stored.text, issue.subject

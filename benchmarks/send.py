@@ -65,7 +65,6 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, make_url, select, text  # noqa: E402
 
 from kernel import utcnow  # noqa: E402
-from newsletter import pipeline  # noqa: E402
 from newsletter.bootstrap import App, bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database  # noqa: E402
@@ -218,8 +217,8 @@ def make_app(url: str, sink: Sink, pool: int) -> App:
 
 
 def build_edition(app: App, edition_date: date) -> int:
-    pipeline.fetch(app, now=BUILT_AT)
-    return pipeline.build(app, edition_date=edition_date, now=BUILT_AT).issue_id
+    app.sources.fetch(now=BUILT_AT)
+    return app.editions.build(edition_date=edition_date, now=BUILT_AT).issue_id
 
 
 def insert_subscribers(app: App, first: int, last: int) -> float:

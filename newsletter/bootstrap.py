@@ -8,17 +8,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from kernel import utcnow
-from newsletter.config import Settings, check_secret_keys
+from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.pacing import Pacer, relay_route
 from newsletter.delivery.sender import Sender, SenderIdentity
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
 from newsletter.delivery.transports import FolderTransport, Transport
 from newsletter.editions import ensure_variant
-from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.resources import templates_dir
+from newsletter.services.demo import Demo
+from newsletter.services.editions import Editions
+from newsletter.services.mailboxes import Mailboxes
+from newsletter.services.pending import PendingSignups
+from newsletter.services.sending import Sending, check_can_send
+from newsletter.services.sources import Sources
+from newsletter.services.worker import Worker
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
@@ -159,15 +165,57 @@ class App:
 
     def check_can_send(self) -> None:
         """Refuse real mail that would carry forgeable links or no postal address."""
-        settings = self.settings
-        if settings.transport != "smtp" or settings.demo:
-            return
-        check_secret_keys(settings)
-        if not settings.postal_address.strip():
-            raise ConfigError(
-                "NEWSLETTER_POSTAL_ADDRESS is empty; bulk mail must show the sender's postal address",
-                hint="set NEWSLETTER_POSTAL_ADDRESS",
-            )
+        check_can_send(self.settings)
+
+    # The services, each given exactly what it uses.
+
+    @property
+    def editions(self) -> Editions:
+        return Editions(self.database, self.renderer, self.settings)
+
+    @property
+    def sending(self) -> Sending:
+        return Sending(
+            database=self.database,
+            settings=self.settings,
+            editions=self.editions,
+            transport=self.transport,
+            sender=self.sender,
+            identity=self.identity,
+        )
+
+    @property
+    def sources(self) -> Sources:
+        return Sources(
+            database=self.database,
+            fetcher=self.fetcher,
+            feeds=self.feed_sources,
+            market=self.market_source,
+            sentiment=self.sentiment_source,
+            concurrency=self.settings.fetch_concurrency,
+        )
+
+    @property
+    def worker(self) -> Worker:
+        return Worker(database=self.database, transport=self.transport, sender=self.sender)
+
+    @property
+    def mailboxes(self) -> Mailboxes:
+        return Mailboxes(database=self.database, signer=self.signer)
+
+    @property
+    def pending_signups(self) -> PendingSignups:
+        return PendingSignups(database=self.database, settings=self.settings)
+
+    @property
+    def demo(self) -> Demo:
+        return Demo(
+            database=self.database,
+            settings=self.settings,
+            sources=self.sources,
+            editions=self.editions,
+            sending=self.sending,
+        )
 
     def close(self) -> None:
         while self._closers:

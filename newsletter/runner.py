@@ -8,31 +8,22 @@ delivering with a worker thread. Larger installs run ``newsletter scheduler`` on
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from kernel import utcnow
 from newsletter.bootstrap import App
-from newsletter.delivery.worker import run_worker
 from newsletter.scheduler import DailyPlan, build_scheduler
+from newsletter.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["run_all", "run_scheduler", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and Ctrl-C set ``stop`` (the process then finishes what it holds and exits)."""
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run_scheduler(
@@ -62,8 +53,7 @@ def run_all(app: App, *, host: str, port: int, stop: threading.Event, web: bool 
             target=run_scheduler, args=(app,), kwargs={"stop": stop}, name="scheduler"
         ),
         threading.Thread(
-            target=run_worker,
-            args=(app,),
+            target=app.worker.run,
             kwargs={"stop": stop, "poll_seconds": 5.0},
             name="worker",
         ),
@@ -72,21 +62,7 @@ def run_all(app: App, *, host: str, port: int, stop: threading.Event, web: bool 
         thread.start()
     try:
         if web:
-            import uvicorn
-
-            from newsletter.web.app import check_can_serve, create_app
-
-            check_can_serve(app)
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(app),
-                    host=host,
-                    port=port,
-                    log_config=None,
-                    server_header=False,
-                    proxy_headers=False,
-                )
-            )
+            server = web_server(app, host=host, port=port)
             watcher = threading.Thread(target=_stop_server, args=(server, stop), daemon=True)
             watcher.start()
             server.run()
@@ -96,6 +72,19 @@ def run_all(app: App, *, host: str, port: int, stop: threading.Event, web: bool 
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def web_server(app: App, *, host: str, port: int) -> uvicorn.Server:
+    """The web app in a uvicorn server that runs in this thread (``server.run()``), with the
+    options of ``newsletter web`` (one definition: :func:`newsletter.web.command.uvicorn_options`).
+    """
+    import uvicorn
+
+    from newsletter.web.app import check_can_serve, create_app
+    from newsletter.web.command import uvicorn_options
+
+    check_can_serve(app)
+    return uvicorn.Server(uvicorn.Config(create_app(app), **uvicorn_options(host=host, port=port)))
 
 
 def _stop_server(server: object, stop: threading.Event) -> None:

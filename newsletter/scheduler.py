@@ -28,17 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
-
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
-from newsletter.delivery.unsubscribes import process_unsubscribe_mailbox
-from newsletter.editions import get_issue
 from newsletter.errors import NewsletterError
-from newsletter.models import REBUILDABLE, Delivery, DeliveryStatus, IssueStatus, SourceState
-from newsletter.services import privacy
-from subscribers.model import Subscriber
+from newsletter.models import REBUILDABLE, IssueStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +60,7 @@ class DailyPlan:
 
     def send_hours(self) -> list[tuple[str | None, int | None]]:
         """The distinct (time zone, chosen hour) pairs of the subscribers who get editions."""
-        with self.app.database.transaction(readonly=True) as session:
-            rows = session.execute(
-                select(Subscriber.timezone, Subscriber.send_hour)
-                .where(ledger.receives_editions())
-                .distinct()
-            ).all()
-        return [(zone, hour) for zone, hour in rows]
+        return self.app.sending.send_hours()
 
     def plan(
         self, edition_date: date, send_hours: list[tuple[str | None, int | None]] | None = None
@@ -138,14 +125,7 @@ class DailyPlan:
         """Purge unconfirmed signups past the window plus grace, at most once per ``PURGE_EVERY``."""
         if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
             return 0
-        settings = self.app.settings
-        with self.app.database.transaction() as session:
-            purged = privacy.purge_pending(
-                session,
-                now=now,
-                confirm_hours=settings.confirm_token_hours,
-                grace_days=settings.pending_grace_days,
-            )
+        purged = self.app.pending_signups.purge(now=now)
         self._purged_at = now
         if purged:
             log.info("purged %d signups never confirmed", purged)
@@ -163,9 +143,7 @@ class DailyPlan:
         plan = self.plan(edition_date, send_hours)
         if now < plan.build_at:
             return []
-        with self.app.database.transaction(readonly=True) as session:
-            issue = get_issue(session, edition_date)
-            status = issue.status if issue else None
+        status = self.app.editions.status_of(edition_date)
         if status in (IssueStatus.SENT, IssueStatus.CANCELLED):
             return []
         if not may_start and (status is None or status in REBUILDABLE):
@@ -195,10 +173,10 @@ class DailyPlan:
                 )
             if status is None:
                 self.fetch(now, reason=f"before building {edition_date}")
-                result = pipeline.build(self.app, edition_date=edition_date, now=now)
+                result = self.app.editions.build(edition_date=edition_date, now=now)
                 log.info("edition %s built: %s", edition_date, result.subject)
                 done.append(f"{edition_date}: built")
-            queued = pipeline.enqueue(self.app, edition_date=edition_date, now=now)
+            queued = self.app.sending.enqueue(edition_date=edition_date, now=now)
             log.info("edition %s queued for %d subscribers", edition_date, queued.enqueued)
             done.append(f"{edition_date}: queued {queued.enqueued}")
         done += self._expire(edition_date, now)
@@ -208,11 +186,7 @@ class DailyPlan:
     def _expire(self, edition_date: date, now: datetime) -> list[str]:
         """Rows that missed their own grace window are failed, never sent late."""
         grace = timedelta(minutes=self.app.settings.misfire_grace_minutes)
-        with self.app.database.transaction() as session:
-            issue = get_issue(session, edition_date)
-            if issue is None:
-                return []
-            expired = ledger.expire(session, issue.id, due_before=now - grace)
+        expired = self.app.editions.expire_late(edition_date, due_before=now - grace)
         if not expired:
             return []
         log.warning(
@@ -226,19 +200,7 @@ class DailyPlan:
     def _watch_deadline(self, plan: Plan, now: datetime) -> None:
         if now < plan.deadline:
             return
-        with self.app.database.transaction(readonly=True) as session:
-            issue = get_issue(session, plan.edition_date)
-            if issue is None:
-                return
-            late = session.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(
-                    Delivery.issue_id == issue.id,
-                    Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-                    Delivery.not_before <= plan.earliest_send,
-                )
-            )
+        late = self.app.editions.waiting_since(plan.edition_date, due_by=plan.earliest_send)
         if late:
             self._say(
                 plan.edition_date,
@@ -253,11 +215,10 @@ class DailyPlan:
 
     def fetch(self, now: datetime, *, reason: str = "scheduled") -> None:
         """Fetch the sources unless they were fetched in the last few minutes."""
-        with self.app.database.transaction(readonly=True) as session:
-            last = session.scalar(select(func.max(SourceState.last_fetched_at)))
+        last = self.app.sources.last_fetched()
         if last is not None and now - last < timedelta(minutes=5):
             return
-        outcomes = pipeline.fetch(self.app, now=now)
+        outcomes = self.app.sources.fetch(now=now)
         failed = [outcome.name for outcome in outcomes if not outcome.ok]
         log.info(
             "fetched sources (%s): %d ok, %d failed%s",
@@ -273,9 +234,7 @@ class DailyPlan:
         if mailbox is None:
             return
         try:
-            process_unsubscribe_mailbox(
-                self.app.database, self.app.signer(), mailbox, now=self.clock()
-            )
+            self.app.mailboxes.process_unsubscribes(mailbox, now=self.clock())
         except NewsletterError as exc:
             log.error("unsubscribe mailbox %s: %s", mailbox, exc.message)
 

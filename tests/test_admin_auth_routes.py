@@ -15,7 +15,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
-from newsletter import pipeline
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import ADMIN_TOKEN, Web, web, web_factory
 
@@ -79,7 +78,7 @@ def test_admin_auth_on_every_route(web: Web, headers: dict[str, str]) -> None:
     web.client.post(
         "/api/subscribers", headers=web.admin(), json={"email": ADDRESS, "confirmed": True}
     )
-    pipeline.build(web.app, edition_date=datetime.date.fromisoformat(EDITION), now=FIXED_NOW)
+    web.app.editions.build(edition_date=datetime.date.fromisoformat(EDITION), now=FIXED_NOW)
     body: dict[str, Any] = {"email": ADDRESS, "to": [ADDRESS], "token": "x"}
     calls = api_calls(web.fastapi)
     assert len(calls) >= 18, calls  # the walk found the routes (see the test above)

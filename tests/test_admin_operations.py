@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsletter import pipeline
+from newsletter.services.editions import parse_date
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import ADMIN_TOKEN, Web, web, web_db, web_factory
 
@@ -23,9 +23,9 @@ def subscribe(web: Web, *addresses: str) -> None:
 def test_pause_resume_cancel_and_stats(web_db: Web) -> None:
     web = web_db
     subscribe(web, "a@example.com", "b@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     assert web.client.post(f"/api/editions/{EDITION}/pause", headers=AUTH).status_code == 404
-    queued = pipeline.enqueue(web.app, edition_date=pipeline.parse_date(EDITION), now=FIXED_NOW)
+    queued = web.app.sending.enqueue(edition_date=parse_date(EDITION), now=FIXED_NOW)
     assert queued.enqueued == 2
     paused = web.client.post(f"/api/editions/{EDITION}/pause", headers=AUTH)
     assert paused.status_code == 200 and paused.json()["changed"] is True
@@ -53,7 +53,7 @@ def test_pause_resume_cancel_and_stats(web_db: Web) -> None:
 
 def test_test_copies_and_follow_up(web: Web) -> None:
     subscribe(web, "early@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     sent = web.client.post(f"/api/editions/{EDITION}/send", headers=AUTH, params={"wait": "true"})
     assert sent.json()["sent"] == 1
     copies = web.client.post(

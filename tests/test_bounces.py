@@ -10,7 +10,6 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.delivery.bounces import parse_report, process_mailbox
@@ -85,11 +84,11 @@ def test_mailbox_processing_suppresses_hard_bounces_once(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = app_factory(database_url=database_url)
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         for name in ("gone", "slow", "angry", "fine"):
             add_subscriber(session, f"{name}@example.org", confirmed=True)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     with app.database.transaction(readonly=True) as session:
         gone_id = session.scalars(
             select(Subscriber.id).where(Subscriber.email == "gone@example.org")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from newsletter import pipeline, screenshot
+from newsletter import screenshot
 from newsletter.bootstrap import App
 from newsletter.web import create_app
 from subscribers.model import MailFormat, SubscriberStatus
@@ -208,8 +208,8 @@ def test_the_whole_journey_without_javascript(
         )
 
     # 4. A send: the edition arrives, in plain text as chosen.
-    pipeline.fetch(app, now=FIXED_NOW)
-    pipeline.send(app, edition_date=date(2026, 11, 24), now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    app.sending.send(edition_date=date(2026, 11, 24), now=FIXED_NOW)
     received = edition_mails(outbox, "reader@example.com")
     assert len(received) == 1
     edition = received[0]
@@ -237,7 +237,7 @@ def test_the_whole_journey_without_javascript(
         files={"file": ("list.csv", b"email\nreader@example.com\n", "text/csv")},
     ).json()
     assert (report["added"], report["suppressed"]) == (0, 1)
-    pipeline.send(app, edition_date=date(2026, 11, 25), now=FIXED_NOW)
+    app.sending.send(edition_date=date(2026, 11, 25), now=FIXED_NOW)
     assert len(edition_mails(outbox, "reader@example.com")) == 1
     assert len(edition_mails(outbox, "control@example.com")) == 2
 

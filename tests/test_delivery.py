@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
@@ -29,8 +28,8 @@ def edition_app(
     app_factory: Callable[..., App], database_url: str, **overrides: object
 ) -> tuple[App, int]:
     app = app_factory(database_url=database_url, **overrides)
-    pipeline.fetch(app, now=FIXED_NOW)
-    result = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    result = app.editions.build(edition_date=EDITION, now=FIXED_NOW)
     return app, result.issue_id
 
 
@@ -163,7 +162,7 @@ def test_folder_send_delivers_once_and_finishes_the_edition(
 ) -> None:
     app, issue_id = edition_app(app_factory, database_url)
     add_readers(app, 7)
-    first = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    first = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert first.report is not None
     assert (first.enqueued, first.report.sent, first.report.finished) == (7, 7, True)
     files = sorted((tmp_path / "outbox" / "new").iterdir())
@@ -175,7 +174,7 @@ def test_folder_send_delivers_once_and_finishes_the_edition(
         assert message["Return-Path"] == "<digest@example.com>"
     assert recipients == {f"reader{number}@example.com" for number in range(7)}
     assert issue_of(app, issue_id).status is IssueStatus.SENT
-    again = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    again = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert again.already_sent
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 7
 
@@ -185,7 +184,7 @@ def test_message_ids_are_stable_per_edition_and_subscriber(
 ) -> None:
     app, _issue_id = edition_app(app_factory, database_url)
     add_readers(app, 3)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction(readonly=True) as session:
         rows = session.execute(select(Delivery.subscriber_id, Delivery.message_id)).all()
     ids = [message_id for _, message_id in rows]
@@ -234,7 +233,7 @@ def test_smtp_send_reaches_the_server(
 ) -> None:
     app, issue_id = smtp_app(app_factory, database_url, smtp_server)
     add_readers(app, 4)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 4
     assert sorted(received.recipients[0] for received in smtp_server.messages) == [
         f"reader{number}@example.com" for number in range(4)
@@ -253,7 +252,7 @@ def test_smtp_permanent_refusal_fails_and_suppresses(
     smtp_server.handler.replies["reader1@example.com"] = "550 5.1.1 No such user"
     app, issue_id = smtp_app(app_factory, database_url, smtp_server)
     ids = add_readers(app, 3)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None
     assert (outcome.report.sent, outcome.report.failed, outcome.report.suppressed) == (2, 1, 1)
     with app.database.transaction(readonly=True) as session:
@@ -272,7 +271,7 @@ def test_smtp_temporary_refusal_is_retried_later(
     smtp_server.handler.replies["reader0@example.com"] = "451 4.7.1 Try again later"
     app, issue_id = smtp_app(app_factory, database_url, smtp_server)
     add_readers(app, 2)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.report is not None
     assert (outcome.report.sent, outcome.report.retried) == (1, 1)
     assert not outcome.report.finished
@@ -299,7 +298,7 @@ def test_unreachable_relay_stops_and_loses_nothing(
     )
     add_readers(app, 3)
     with pytest.raises(TransportError, match="cannot connect to the SMTP relay"):
-        pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+        app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction(readonly=True) as session:
         rows = session.scalars(select(Delivery)).all()
         assert {row.status for row in rows} == {DeliveryStatus.QUEUED}

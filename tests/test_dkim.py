@@ -12,7 +12,6 @@ from pathlib import Path
 import dkim
 import pytest
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.errors import ConfigError
@@ -59,11 +58,11 @@ def test_messages_sent_over_smtp_carry_a_valid_signature(
         dkim_private_key_file=key,
         dkim_selector="news",
     )
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         for number in range(3):
             add_subscriber(session, f"reader{number}@example.org", confirmed=True)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert len(smtp_server.messages) == 3
     for received in smtp_server.messages:
         assert received.data.startswith(b"DKIM-Signature:")

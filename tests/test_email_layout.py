@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.digest import Story
 from newsletter.editions import get_issue, variant
@@ -88,7 +87,7 @@ def test_stories_left_out_for_size_stay_available(
     app_factory: Callable[..., App], sqlite_url: str
 ) -> None:
     app = app_factory(database_url=sqlite_url, article_count=50, per_source_cap=50, feeds=[])
-    pipeline.fetch(app, now=FIXED_NOW)  # the market section takes its share of the size too
+    app.sources.fetch(now=FIXED_NOW)  # the market section takes its share of the size too
     with app.database.transaction() as session:
         store_items(
             session,
@@ -105,7 +104,7 @@ def test_stories_left_out_for_size_stay_available(
             ],
             first_seen_at=FIXED_NOW,
         )
-    first = pipeline.build(app, edition_date=date(2026, 11, 24), now=FIXED_NOW)
+    first = app.editions.build(edition_date=date(2026, 11, 24), now=FIXED_NOW)
     assert first.stories_dropped > 0
     assert first.stories + first.stories_dropped == 50
     with app.database.transaction() as session:
@@ -114,7 +113,7 @@ def test_stories_left_out_for_size_stay_available(
         assert len(issue.articles) == first.stories
         issue.status = IssueStatus.SENT
     later = FIXED_NOW + timedelta(days=1)
-    second = pipeline.build(app, edition_date=date(2026, 11, 25), now=later)
+    second = app.editions.build(edition_date=date(2026, 11, 25), now=later)
     assert second.stories == first.stories_dropped  # the rest, and nothing shown twice
 
 
@@ -197,8 +196,8 @@ def test_nothing_hostile_reaches_the_email(
         feeds=[{"name": "Hostile", "url": str(hostile)}],
         show_images=True,
     )
-    pipeline.fetch(app, now=FIXED_NOW)
-    result = pipeline.build(app, edition_date=date(2026, 11, 24), now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    result = app.editions.build(edition_date=date(2026, 11, 24), now=FIXED_NOW)
     assert result.stories == 1
     with app.database.transaction(readonly=True) as session:
         issue = get_issue(session, date(2026, 11, 24))

@@ -36,7 +36,6 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import delete, func, select, update
 
-from newsletter import pipeline
 from newsletter.delivery.bounces import Report, record_report
 from newsletter.errors import NewsletterError
 from newsletter.models import Bounce, BounceKind, Delivery, Issue, IssueStatus
@@ -282,15 +281,14 @@ def machine_for(web: Web) -> type[RuleBasedStateMachine]:
         def enqueue(self, day: Any) -> None:
             self.tick()
             with contextlib.suppress(NewsletterError):  # an edition already sent queues no more
-                pipeline.enqueue(web.app, edition_date=day, now=web.clock.now)
+                web.app.sending.enqueue(edition_date=day, now=web.clock.now)
 
         @rule(day=edition)
         def send(self, day: Any) -> None:
             self.tick()
             owners = {row.id: key for key, row in self.rows().items()}
             self.handed = []
-            pipeline.send(
-                web.app,
+            web.app.sending.send(
                 edition_date=day,
                 now=web.clock.now,
                 clock=web.clock,
@@ -381,9 +379,9 @@ def test_invariants_hold_across_any_sequence_of_actions(
         subscribe_address_limit=100_000,
         confirmations_per_day=100,
     )
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     for day in EDITIONS:
-        pipeline.build(web.app, edition_date=day, now=FIXED_NOW)
+        web.app.editions.build(edition_date=day, now=FIXED_NOW)
     run_state_machine_as_test(
         machine_for(web),
         settings=settings(

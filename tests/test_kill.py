@@ -31,7 +31,6 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, text
 
 from kernel import Base, utcnow
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.transports import SENT, Envelope, SendResult
@@ -156,8 +155,8 @@ def add_confirmed(app: App, count: int) -> set[str]:
 
 
 def build_edition(app: App) -> int:
-    pipeline.fetch(app, now=FIXED_NOW)
-    return pipeline.build(app, edition_date=EDITION, now=FIXED_NOW).issue_id
+    app.sources.fetch(now=FIXED_NOW)
+    return app.editions.build(edition_date=EDITION, now=FIXED_NOW).issue_id
 
 
 def enqueue_now(app: App, issue_id: int) -> int:

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.delivery.bounces import Report, record_report
@@ -58,8 +57,8 @@ def suppress_now(app: App, kind: str, email: str) -> None:
 
 
 def edition_with_readers(app: App, count: int) -> int:
-    pipeline.fetch(app, now=FIXED_NOW)
-    issue_id = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW).issue_id
+    app.sources.fetch(now=FIXED_NOW)
+    issue_id = app.editions.build(edition_date=EDITION, now=FIXED_NOW).issue_id
     with app.database.transaction() as session:
         for number in range(count):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True)
@@ -163,8 +162,7 @@ def test_finding5_a_complaint_arriving_mid_send_keeps_the_flush_of_sent_marks(
             complained.append(result.delivery_id)
             suppress_now(app, "complaint", "reader1@example.com")
 
-    outcome = pipeline.send(
-        app,
+    outcome = app.sending.send(
         edition_date=EDITION,
         now=FIXED_NOW,
         clock=lambda: FIXED_NOW,

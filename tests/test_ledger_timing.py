@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.delivery import ledger
 from newsletter.editions import start_sending
@@ -47,8 +46,8 @@ def test_a_recorded_retry_waits_within_the_bounds_of_its_attempt(
     app_factory: Callable[..., App], database_url: str
 ) -> None:
     app = app_factory(database_url=database_url)
-    pipeline.fetch(app, now=FIXED_NOW)
-    issue_id = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW).issue_id
+    app.sources.fetch(now=FIXED_NOW)
+    issue_id = app.editions.build(edition_date=EDITION, now=FIXED_NOW).issue_id
     with app.database.transaction() as session:
         add_subscriber(session, "reader@example.com", confirmed=True)
         ledger.enqueue_issue(session, issue_id, now=FIXED_NOW, not_before=FIXED_NOW)
@@ -91,8 +90,8 @@ def test_the_configured_lease_outlasts_a_batch_sent_at_one_message_a_second(
     rival would reclaim and re-send rows that are on their way."""
     app = app_factory(database_url=database_url)
     batch_size = app.settings.batch_size
-    pipeline.fetch(app, now=FIXED_NOW)
-    issue_id = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW).issue_id
+    app.sources.fetch(now=FIXED_NOW)
+    issue_id = app.editions.build(edition_date=EDITION, now=FIXED_NOW).issue_id
     with app.database.transaction() as session:
         for number in range(batch_size):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True)

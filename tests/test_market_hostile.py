@@ -25,7 +25,6 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from werkzeug import Request, Response
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.models import SentimentReading
 from newsletter.sources.validation import rejection_counts
@@ -104,9 +103,9 @@ def hostile_app(
 
 def run_day(app: App) -> tuple[dict[str, str | None], EmailMessage]:
     """Fetch, build and send today's edition; return each source's error and the mail received."""
-    outcomes = {outcome.name: outcome.error for outcome in pipeline.fetch(app, now=NOW)}
-    pipeline.build(app, edition_date=NOW.date(), now=NOW)
-    result = pipeline.send(app, edition_date=NOW.date(), now=NOW)
+    outcomes = {outcome.name: outcome.error for outcome in app.sources.fetch(now=NOW)}
+    app.editions.build(edition_date=NOW.date(), now=NOW)
+    result = app.sending.send(edition_date=NOW.date(), now=NOW)
     assert result.report is not None and result.report.sent == 1, result
     outbox = Path(app.settings.outbox_dir) / "new"
     files = sorted(outbox.iterdir())
@@ -336,7 +335,7 @@ def test_refused_values_are_counted_in_metrics(
     labels = 'part="coins",field="price",reason="out of range"'
     with TestClient(create_app(hostile_app)) as client:
         before = rejected(client.get("/metrics").text, labels)
-        pipeline.fetch(hostile_app, now=NOW)
+        hostile_app.sources.fetch(now=NOW)
         metrics = client.get("/metrics").text
     assert "# TYPE newsletter_market_values_rejected_total counter" in metrics
     assert rejected(metrics, labels) == before + 1

@@ -18,7 +18,6 @@ from urllib.parse import unquote
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.models import Delivery
 from newsletter.web import create_app
@@ -66,14 +65,14 @@ def test_gap_each_messages_links_belong_to_its_recipient(
         # the mailto: is offered only when its mailbox is read
         unsubscribe_mailbox=str(tmp_path / "unsubscribes"),
     )
-    pipeline.fetch(app, now=FIXED_NOW)
-    pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    app.editions.build(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction() as session:
         for number in range(3):  # take the first ids and get no delivery
             add_subscriber(session, f"pending{number}@example.com", now=FIXED_NOW)
         for number in range(4):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True, now=FIXED_NOW)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 4
 
     with app.database.transaction(readonly=True) as session:

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 
-from newsletter import pipeline
 from newsletter.models import Delivery
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import Web, web, web_factory
@@ -99,7 +98,7 @@ def test_finding_8_delivery_gauges_follow_every_ledger_write(
     web = web_factory(database_url)
     for n in range(6):
         web.subscribed(f"reader{n}@example.com")
-    outcome = pipeline.send(web.app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = web.app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.enqueued == 6
     assert delivery_gauges(web) == ledger_counts(web) == {"sent": 6.0}
     # a delete takes the subscriber's ledger rows with it
@@ -189,7 +188,7 @@ def test_finding_8_a_scrape_does_not_scan_the_deliveries_table(
     web = web_factory(database_url)
     for n in range(3):
         web.subscribed(f"reader{n}@example.com")
-    pipeline.send(web.app, edition_date=EDITION, now=FIXED_NOW)
+    web.app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     engine = web.app.database.engine
     for headers in ({}, web.admin()):
         with statements(engine) as seen:

@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import inspect, select, text
 
-from newsletter import pipeline
 from newsletter.db import Database
 from subscribers import privacy, signup
 from subscribers.errors import BadToken, SuppressedAddress
@@ -201,8 +200,8 @@ def test_export_gives_everything_held_about_an_address(web_db: Web) -> None:
     web = web_db
     web.subscribe("Person@Example.com", timezone="Europe/Rome")
     web.confirm("Person@Example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.send(web.app, edition_date=FIXED_NOW.date(), now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
+    web.app.sending.send(edition_date=FIXED_NOW.date(), now=FIXED_NOW)
     answer = web.client.post(
         "/api/privacy/export", headers=AUTH, json={"email": "person@example.com"}
     )
@@ -235,8 +234,8 @@ def test_erasure_removes_personal_data_and_keeps_only_a_hash(web_db: Web, tmp_pa
     web = web_db
     web.subscribe("erase.me@example.com")
     web.confirm("erase.me@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.send(web.app, edition_date=FIXED_NOW.date(), now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
+    web.app.sending.send(edition_date=FIXED_NOW.date(), now=FIXED_NOW)
     answer = web.client.post(
         "/api/privacy/erase", headers=AUTH, json={"email": "ERASE.ME@example.com"}
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from newsletter import pipeline
 from newsletter.cli import cli
 from newsletter.delivery.bounces import Report, record_report
 from newsletter.models import Bounce, BounceKind, Delivery
@@ -19,8 +18,8 @@ __all__ = ["web_db", "web_factory"]
 def _reported(web: Web, address: str, kind: BounceKind) -> int:
     """Subscribe, send an edition, then receive a report about that message."""
     web.subscribed(address)
-    pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.send(web.app, edition_date=FIXED_NOW.date(), now=FIXED_NOW, follow_up=True)
+    web.app.sources.fetch(now=FIXED_NOW)
+    web.app.sending.send(edition_date=FIXED_NOW.date(), now=FIXED_NOW, follow_up=True)
     with web.app.database.transaction() as session:
         subscriber = web.subscriber(address)
         assert subscriber is not None

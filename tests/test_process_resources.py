@@ -157,7 +157,6 @@ def test_finding6_scheduled_fetches_leave_no_open_files_sockets_or_clients(
 def test_a_fetch_closes_its_client_even_when_every_source_fails(
     app_factory: Callable[..., App], sqlite_url: str, tmp_path: Path
 ) -> None:
-    from newsletter import pipeline
 
     app = app_factory(
         database_url=sqlite_url,
@@ -166,6 +165,6 @@ def test_a_fetch_closes_its_client_even_when_every_source_fails(
         fetch_retries=0,
     )
     before = open_http_clients()
-    outcomes = pipeline.fetch(app, now=FIXED_NOW)
+    outcomes = app.sources.fetch(now=FIXED_NOW)
     assert [outcome.name for outcome in outcomes if not outcome.ok]
     assert open_http_clients() == before

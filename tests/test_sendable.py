@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.delivery.headers import header_text
@@ -64,7 +63,7 @@ def wedge(app: App, issue_id: int) -> None:
             .where(Issue.id == issue_id)
             .values(status=IssueStatus.SENDING, sending_at=FIXED_NOW)
         )
-    pipeline.enqueue(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sending.enqueue(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction() as session:
         first = session.scalars(
             select(Delivery.id).where(Delivery.issue_id == issue_id).order_by(Delivery.id)
@@ -108,7 +107,7 @@ def test_a_line_break_stored_in_the_subject_does_not_wedge_the_send(
     app, issue_id = smtp_edition(app_factory, database_url, smtp_server)
     add_readers(app, 3)
     store_subject(app, issue_id, INJECTED)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 3
     assert issue_of(app, issue_id).status is IssueStatus.SENT
     assert len(smtp_server.messages) == 3
@@ -126,7 +125,7 @@ def test_a_455_character_subject_is_capped_to_its_column_at_build(
     with app.database.transaction() as session:
         session.execute(update(MarketSnapshot).values(price=1e308))
     # A rebuild on the absurd price (PostgreSQL refused the 455-character subject outright).
-    result = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+    result = app.editions.build(edition_date=EDITION, now=FIXED_NOW)
     assert result.rebuilt and len(result.subject) <= 300
     with app.database.transaction(readonly=True) as session:
         issue = session.get_one(Issue, issue_id)
@@ -134,7 +133,7 @@ def test_a_455_character_subject_is_capped_to_its_column_at_build(
         subjects = session.scalars(select(IssueVariant.subject)).all()
         assert all(subject is None or len(subject) <= 300 for subject in subjects)
     add_readers(app, 1)
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 1
 
 
@@ -145,7 +144,7 @@ def test_a_long_subject_stored_before_the_cap_is_capped_in_the_mail(
     app, issue_id = smtp_edition(app_factory, sqlite_url, smtp_server)
     add_readers(app, 1)
     store_subject(app, issue_id, "BTC $" + "9" * 450)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     (received,) = smtp_server.messages
     message = email.message_from_bytes(received.data, policy=email.policy.default)
     assert len(message["Subject"]) <= 300
@@ -163,7 +162,7 @@ def test_one_message_that_cannot_be_built_fails_its_delivery_and_the_edition_fin
             .where(Subscriber.id == ids[1])
             .values(email="reader1@" + "ü" * 64 + ".example")
         )
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     assert outcome.report is not None
     assert (outcome.report.sent, outcome.report.failed) == (2, 1)
     assert outcome.report.finished
@@ -191,7 +190,7 @@ def test_a_wedged_edition_can_be_resumed(
     wedge(app, issue_id)
     shown = status_output(app)
     assert "1 sending" in shown and "1 left in flight" in shown and "--resume" in shown
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, resume_only=True)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, resume_only=True)
     assert outcome.report is not None and outcome.report.sent == 3
     assert issue_of(app, issue_id).status is IssueStatus.SENT
     assert statuses(app, issue_id)[DeliveryStatus.SENT] == 3
@@ -204,11 +203,11 @@ def test_a_wedged_edition_nobody_received_can_be_rebuilt_then_sent(
     add_readers(app, 2)
     store_subject(app, issue_id, INJECTED)
     wedge(app, issue_id)
-    result = pipeline.build(app, edition_date=EDITION, now=FIXED_NOW + timedelta(minutes=5))
+    result = app.editions.build(edition_date=EDITION, now=FIXED_NOW + timedelta(minutes=5))
     assert result.rebuilt and "\n" not in result.subject
     assert issue_of(app, issue_id).status is IssueStatus.SENDING
-    outcome = pipeline.send(
-        app, edition_date=EDITION, now=FIXED_NOW + timedelta(minutes=6), resume_only=True
+    outcome = app.sending.send(
+        edition_date=EDITION, now=FIXED_NOW + timedelta(minutes=6), resume_only=True
     )
     assert outcome.report is not None and outcome.report.sent == 2
     for received in smtp_server.messages:
@@ -229,4 +228,4 @@ def test_an_edition_someone_received_is_still_never_rebuilt(
             .values(status=DeliveryStatus.SENT, sent_at=FIXED_NOW)
         )
     with pytest.raises(Exception, match="cannot be rebuilt"):
-        pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+        app.editions.build(edition_date=EDITION, now=FIXED_NOW)

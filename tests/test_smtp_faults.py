@@ -12,7 +12,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, RouteRate
 from subscribers.model import Subscriber, SubscriberStatus
@@ -82,8 +81,8 @@ def edition(app_factory: Callable[..., App], database_url: str, port: int, **ove
         smtp_pool_size=1,
         **overrides,
     )
-    pipeline.fetch(app, now=FIXED_NOW)
-    pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    app.editions.build(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction() as session:
         add_subscriber(session, VICTIM, confirmed=True)
         for number in range(3):
@@ -150,7 +149,7 @@ def test_each_failure_ends_in_its_defined_state(
         handler.stall[VICTIM] = float(script["stall"])  # type: ignore[arg-type]
     app = edition(app_factory, database_url, port)
 
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.report is not None
 
     # Everyone else got the edition: one reader's trouble holds up no one.
@@ -187,7 +186,7 @@ def test_temporary_failures_are_delivered_once_the_relay_recovers(
     if script.get("hang_up"):
         handler.hang_up.add(VICTIM)
     app = edition(app_factory, database_url, port)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     handler.rcpt.clear()
     handler.hang_up.clear()
     later = FIXED_NOW + timedelta(hours=3)
@@ -210,7 +209,7 @@ def test_a_421_reopens_the_connection(
     handler, port = relay
     handler.rcpt[VICTIM] = "421 4.7.0 closing"
     app = edition(app_factory, database_url, port)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert handler.sessions == 2  # the first connection was dropped after the 421
 
 
@@ -228,7 +227,7 @@ def test_retries_stop_at_the_attempt_limit(
         max_attempts=2,
     )
     now = FIXED_NOW
-    pipeline.send(app, edition_date=EDITION, now=now, clock=lambda: now)
+    app.sending.send(edition_date=EDITION, now=now, clock=lambda: now)
     for hours in (3, 6):
         transport = app.transport()
         sender = app.sender(transport, clock=lambda hours=hours: now + timedelta(hours=hours))

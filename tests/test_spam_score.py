@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from newsletter import pipeline
 from newsletter.bootstrap import bootstrap
 from newsletter.config import Settings, load_settings
 from newsletter.render import Renderer
@@ -150,7 +149,7 @@ def _send_edition(settings: Settings) -> None:
     """A default, a personalised (coins and sections) and a text-only subscriber, and a send."""
     app = bootstrap(settings)
     try:
-        pipeline.fetch(app, now=FIXED_NOW)
+        app.sources.fetch(now=FIXED_NOW)
         with app.database.transaction() as session:
             add_subscriber(session, "everything@example.com", confirmed=True)
             fan, _ = add_subscriber(session, "eth-fan@example.com", confirmed=True)
@@ -158,7 +157,7 @@ def _send_edition(settings: Settings) -> None:
             fan.sections = ["market", "stories"]
             plain, _ = add_subscriber(session, "plain@example.com", confirmed=True)
             plain.format = MailFormat.TEXT
-        outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+        outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
         assert outcome.report is not None and outcome.report.sent == 3
     finally:
         app.close()

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.config import Settings
@@ -80,7 +79,7 @@ def test_finding_7_sponsor_reaches_default_and_personalised_variants_over_smtp(
         smtp_port=smtp_server.port,
         sponsors=SPONSORS,
     )
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         add_subscriber(session, "everything@example.com", confirmed=True)
         fan, _ = add_subscriber(session, "eth-fan@example.com", confirmed=True)
@@ -88,7 +87,7 @@ def test_finding_7_sponsor_reaches_default_and_personalised_variants_over_smtp(
         fan.sections = ["market", "stories"]
         plain, _ = add_subscriber(session, "plain@example.com", confirmed=True)
         plain.format = MailFormat.TEXT
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 3
 
     received = {item.recipients[0]: parse(item.data) for item in smtp_server.messages}
@@ -105,9 +104,9 @@ def test_finding_7_an_edition_without_a_scheduled_slot_has_no_sponsor(
     app_factory: Callable[..., App], sqlite_url: str
 ) -> None:
     app = app_factory(database_url=sqlite_url, sponsors=SPONSORS[1:])
-    pipeline.fetch(app, now=FIXED_NOW)
-    pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
-    html = pipeline.preview(app, edition_date=EDITION).read_text(encoding="utf-8")
+    app.sources.fetch(now=FIXED_NOW)
+    app.editions.build(edition_date=EDITION, now=FIXED_NOW)
+    html = app.editions.preview(edition_date=EDITION).read_text(encoding="utf-8")
     assert 'rel="sponsored"' not in html
     assert OTHER_TEXT not in html
 
@@ -142,8 +141,8 @@ def test_finding_7_sponsor_is_on_the_archive_page(
 ) -> None:
     web = web_factory(database_url, sponsors=SPONSORS)
     web.subscribed("reader@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.send(web.app, edition_date=EDITION, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
+    web.app.sending.send(edition_date=EDITION, now=FIXED_NOW)
     page = web.client.get(f"/archive/{EDITION.isoformat()}")
     assert page.status_code == 200
     assert_sponsored_html(page.text)

@@ -19,7 +19,6 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.delivery.unsubscribes import process_unsubscribe_mailbox
@@ -37,7 +36,7 @@ def sent_edition(app: App, count: int) -> dict[str, EmailMessage]:
     with app.database.transaction() as session:
         for number in range(count):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True)
-    pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     received: dict[str, EmailMessage] = {}
     outbox = mailbox.Maildir(Path(app.settings.outbox_dir), factory=None, create=False)
     for key in outbox.iterkeys():

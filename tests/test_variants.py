@@ -12,7 +12,6 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.editions import DEFAULT_VARIANT, variant_key
 from newsletter.models import IssueVariant
@@ -44,7 +43,7 @@ def test_each_subscriber_gets_their_variant(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = app_factory(database_url=database_url)
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         add_subscriber(session, "everything@example.com", confirmed=True)
         for name in ("eth-fan", "eth-fan-2"):
@@ -53,7 +52,7 @@ def test_each_subscriber_gets_their_variant(
             fan.sections = ["market", "stories"]
         plain, _ = add_subscriber(session, "plain@example.com", confirmed=True)
         plain.format = MailFormat.TEXT
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.report is not None and outcome.report.sent == 4
 
     messages = received(tmp_path)
@@ -93,11 +92,11 @@ def test_a_paused_subscriber_gets_nothing(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = app_factory(database_url=database_url)
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         add_subscriber(session, "reader@example.com", confirmed=True)
         away, _ = add_subscriber(session, "away@example.com", confirmed=True)
         away.paused = True
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.enqueued == 1
     assert set(received(tmp_path)) == {"reader@example.com"}

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.models import MarketSnapshot
 from newsletter.services import subscriptions
+from newsletter.services.sending import SendOutcome
 from newsletter.web.command import web as web_command
 from subscribers.model import MailFormat, SubscriberStatus
 from subscribers.service import import_rows, read_csv
@@ -43,8 +43,8 @@ EDITION = date(2026, 11, 24)
 NEXT_EDITION = date(2026, 11, 25)
 
 
-def send_edition(app: App, day: date) -> pipeline.SendOutcome:
-    return pipeline.send(app, edition_date=day, now=FIXED_NOW)
+def send_edition(app: App, day: date) -> SendOutcome:
+    return app.sending.send(edition_date=day, now=FIXED_NOW)
 
 
 def edition_messages(web: Web, address: str) -> list[Any]:
@@ -399,7 +399,7 @@ def test_after_unsubscribing_nothing_arrives_even_after_a_reimport(
     web = web_db
     web.subscribed("leaver@example.com")
     web.subscribed("stayer@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     send_edition(web.app, EDITION)
     assert len(edition_messages(web, "leaver@example.com")) == 1
     edition = edition_messages(web, "leaver@example.com")[0]
@@ -431,8 +431,8 @@ def test_the_archive_lists_sent_editions_without_personal_data(web_db: Web) -> N
     web = web_db
     assert "No edition has been sent yet" in web.client.get("/archive").text
     web.subscribed("private.person@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
-    pipeline.build(web.app, edition_date=NEXT_EDITION, now=FIXED_NOW)  # a draft is not public
+    web.app.sources.fetch(now=FIXED_NOW)
+    web.app.editions.build(edition_date=NEXT_EDITION, now=FIXED_NOW)  # a draft is not public
     send_edition(web.app, EDITION)
     listing = web.client.get("/archive")
     assert listing.status_code == 200
@@ -459,7 +459,7 @@ def test_the_archive_lists_sent_editions_without_personal_data(web_db: Web) -> N
 
 def test_the_atom_feed_lists_the_editions(web: Web) -> None:
     web.subscribed("reader@example.com")
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     send_edition(web.app, EDITION)
     feed = web.client.get("/archive.atom")
     assert feed.status_code == 200

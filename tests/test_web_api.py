@@ -22,7 +22,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from newsletter import pipeline
 from subscribers.service import add_subscriber
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import ADMIN_TOKEN, Web, web, web_db, web_factory
@@ -268,7 +267,7 @@ def test_send_stats_and_preview(web_db: Web) -> None:
             "/api/subscribers", headers=AUTH, json={"email": address, "confirmed": True}
         )
     web.client.post("/api/subscribers", headers=AUTH, json={"email": "pending@example.com"})
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
 
     dry = web.client.post(f"/api/editions/{EDITION}/send", headers=AUTH, params={"dry_run": "true"})
     assert dry.status_code == 200 and dry.json()["to_enqueue"] == 2
@@ -302,7 +301,7 @@ def test_a_send_in_the_background_answers_202(web: Web) -> None:
     web.client.post(
         "/api/subscribers", headers=AUTH, json={"email": "a@example.com", "confirmed": True}
     )
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     answer = web.client.post(f"/api/editions/{EDITION}/send", headers=AUTH)
     assert answer.status_code == 202
     assert answer.json()["accepted"] is True
@@ -328,11 +327,11 @@ def test_schemathesis_finds_no_server_error(
     web_factory: Callable[..., Web], database_url: str
 ) -> None:
     web = web_factory(database_url, subscribe_ip_limit=10_000, subscribe_address_limit=10_000)
-    pipeline.fetch(web.app, now=FIXED_NOW)
+    web.app.sources.fetch(now=FIXED_NOW)
     with web.app.database.transaction() as session:
         for number in range(3):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True)
-    pipeline.send(web.app, edition_date=date(2026, 11, 24), now=FIXED_NOW)
+    web.app.sending.send(edition_date=date(2026, 11, 24), now=FIXED_NOW)
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", web.fastapi)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20

@@ -11,12 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from newsletter import pipeline
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.delivery.pacing import Pacer
-from newsletter.delivery.worker import run_worker
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.services.editions import Editions
 from subscribers.service import add_subscriber
 from tests.conftest import FIXED_NOW
 
@@ -27,8 +26,8 @@ def edition(
     app_factory: Callable[..., App], database_url: str, readers: int = 5, **overrides: object
 ) -> App:
     app = app_factory(database_url=database_url, **overrides)
-    pipeline.fetch(app, now=FIXED_NOW)
-    pipeline.build(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
+    app.editions.build(edition_date=EDITION, now=FIXED_NOW)
     with app.database.transaction() as session:
         for number in range(readers):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True, timezone="UTC")
@@ -50,11 +49,11 @@ def test_enqueue_then_a_worker_delivers_and_exits_when_idle(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = edition(app_factory, database_url, send_time="06:00")
-    queued = pipeline.enqueue(app, edition_date=EDITION, now=FIXED_NOW)
+    queued = app.sending.enqueue(edition_date=EDITION, now=FIXED_NOW)
     assert queued.enqueued == 5
     assert queued.first_due == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
     assert outbox(tmp_path) == []  # enqueue sends nothing
-    report = run_worker(app, stop=threading.Event(), exit_when_idle=True, clock=lambda: FIXED_NOW)
+    report = app.worker.run(stop=threading.Event(), exit_when_idle=True, clock=lambda: FIXED_NOW)
     assert report.sent == 5
     assert report.editions == {EDITION}
     assert len(outbox(tmp_path)) == 5
@@ -68,19 +67,19 @@ def test_a_worker_waits_for_rows_that_are_not_due(
     app = edition(
         app_factory, database_url, send_time="09:00"
     )  # due at 09:00 UTC, 2.5 h after FIXED_NOW
-    pipeline.enqueue(app, edition_date=EDITION, now=FIXED_NOW)
+    app.sending.enqueue(edition_date=EDITION, now=FIXED_NOW)
     stop = threading.Event()
     timer = threading.Timer(1.0, stop.set)
     timer.start()
-    report = run_worker(
-        app, stop=stop, exit_when_idle=True, poll_seconds=0.1, clock=lambda: FIXED_NOW
+    report = app.worker.run(
+        stop=stop, exit_when_idle=True, poll_seconds=0.1, clock=lambda: FIXED_NOW
     )
     timer.cancel()
     assert report.sent == 0
     assert outbox(tmp_path) == []
     later = FIXED_NOW + timedelta(hours=3)
     assert (
-        run_worker(app, stop=threading.Event(), exit_when_idle=True, clock=lambda: later).sent == 5
+        app.worker.run(stop=threading.Event(), exit_when_idle=True, clock=lambda: later).sent == 5
     )
 
 
@@ -88,13 +87,13 @@ def test_a_paused_edition_is_held_and_a_cancelled_one_stops(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = edition(app_factory, database_url, send_time="06:00")
-    pipeline.enqueue(app, edition_date=EDITION, now=FIXED_NOW)
-    assert pipeline.set_paused(app, edition_date=EDITION, paused=True, now=FIXED_NOW)
-    assert not pipeline.set_paused(app, edition_date=EDITION, paused=True, now=FIXED_NOW)
-    report = run_worker(app, stop=threading.Event(), exit_when_idle=True, clock=lambda: FIXED_NOW)
+    app.sending.enqueue(edition_date=EDITION, now=FIXED_NOW)
+    assert app.editions.set_paused(edition_date=EDITION, paused=True, now=FIXED_NOW)
+    assert not app.editions.set_paused(edition_date=EDITION, paused=True, now=FIXED_NOW)
+    report = app.worker.run(stop=threading.Event(), exit_when_idle=True, clock=lambda: FIXED_NOW)
     assert report.sent == 0
     assert statuses(app) == {DeliveryStatus.QUEUED: 5}
-    assert pipeline.cancel_edition(app, edition_date=EDITION, now=FIXED_NOW) == 5
+    assert app.editions.cancel_edition(edition_date=EDITION, now=FIXED_NOW) == 5
     assert statuses(app) == {DeliveryStatus.FAILED: 5}
     with app.database.transaction(readonly=True) as session:
         issue = session.scalars(select(Issue)).one()
@@ -108,10 +107,10 @@ def test_send_resume_finishes_an_interrupted_send(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = edition(app_factory, database_url, send_time="09:00")
-    pipeline.enqueue(app, edition_date=EDITION, now=FIXED_NOW)
-    pipeline.set_paused(app, edition_date=EDITION, paused=True, now=FIXED_NOW)
-    outcome = pipeline.send(
-        app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW, resume_only=True
+    app.sending.enqueue(edition_date=EDITION, now=FIXED_NOW)
+    app.editions.set_paused(edition_date=EDITION, paused=True, now=FIXED_NOW)
+    outcome = app.sending.send(
+        edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW, resume_only=True
     )
     assert outcome.enqueued == 0
     assert outcome.report is not None and outcome.report.sent == 5 and outcome.report.finished
@@ -123,7 +122,7 @@ def test_resume_without_a_send_in_progress_is_refused(
 ) -> None:
     app = edition(app_factory, database_url)
     with pytest.raises(Exception, match="no interrupted send to resume"):
-        pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, resume_only=True)
+        app.sending.send(edition_date=EDITION, now=FIXED_NOW, resume_only=True)
 
 
 def test_the_relay_rate_is_shared_by_every_worker(
@@ -171,7 +170,7 @@ def test_paced_messages_go_back_to_the_queue_without_an_attempt(
     app_factory: Callable[..., App], database_url: str, tmp_path: Path
 ) -> None:
     app = edition(app_factory, database_url, readers=30, rate_limits={"example.com": 12})
-    outcome = pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+    outcome = app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
     assert outcome.report is not None
     assert outcome.report.sent == 1  # 12 a minute: a burst of one, the rest wait their turn
     assert outcome.report.deferred == 29
@@ -228,19 +227,19 @@ def test_two_sends_racing_to_build_the_same_edition_both_succeed(
     first = edition_app_without_build(app_factory, database_url)
     second = app_factory(database_url=database_url)
     barrier = threading.Barrier(2, timeout=30)
-    real_build = pipeline.build
+    real_build = Editions.build
 
-    def build_together(app: App, **options: object) -> object:
+    def build_together(editions: Editions, **options: object) -> object:
         assert options.get("create_only") is True  # a send never rebuilds what another just built
         barrier.wait()  # both found no edition; both build it now
-        return real_build(app, **options)  # type: ignore[arg-type]
+        return real_build(editions, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "build", build_together)
+    monkeypatch.setattr(Editions, "build", build_together)
     outcomes: list[object] = []
     threads = [
         threading.Thread(
             target=lambda app=app: outcomes.append(
-                pipeline.send(app, edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
+                app.sending.send(edition_date=EDITION, now=FIXED_NOW, clock=lambda: FIXED_NOW)
             )
         )
         for app in (first, second)
@@ -257,7 +256,7 @@ def test_two_sends_racing_to_build_the_same_edition_both_succeed(
 
 def edition_app_without_build(app_factory: Callable[..., App], database_url: str) -> App:
     app = app_factory(database_url=database_url)
-    pipeline.fetch(app, now=FIXED_NOW)
+    app.sources.fetch(now=FIXED_NOW)
     with app.database.transaction() as session:
         for number in range(5):
             add_subscriber(session, f"reader{number}@example.com", confirmed=True)

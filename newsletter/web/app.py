@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from kernel import utcnow
-from newsletter import __version__, pipeline
+from newsletter import __version__
 from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
 from newsletter.services import health, stats
@@ -54,16 +54,16 @@ def edition_controls(app: App) -> EditionControls:
     """The edition operations of the admin API, bound to ``app``'s parts."""
     return EditionControls(
         check_can_send=app.check_can_send,
-        plan_send=lambda day: pipeline.plan_send(app, edition_date=day),
-        send=lambda day, now, follow_up: pipeline.send(
-            app, edition_date=day, now=now, follow_up=follow_up
+        plan_send=lambda day: app.sending.plan_send(edition_date=day),
+        send=lambda day, now, follow_up: app.sending.send(
+            edition_date=day, now=now, follow_up=follow_up
         ),
-        send_test_copy=lambda day, to: pipeline.send_test_copy(app, edition_date=day, to=to),
-        set_paused=lambda day, paused, now: pipeline.set_paused(
-            app, edition_date=day, paused=paused, now=now
+        send_test_copy=lambda day, to: app.sending.send_test_copy(edition_date=day, to=to),
+        set_paused=lambda day, paused, now: app.editions.set_paused(
+            edition_date=day, paused=paused, now=now
         ),
-        cancel=lambda day, now: pipeline.cancel_edition(app, edition_date=day, now=now),
-        stats=lambda day, now: pipeline.edition_stats(app, edition_date=day, now=now),
+        cancel=lambda day, now: app.editions.cancel_edition(edition_date=day, now=now),
+        stats=lambda day, now: app.editions.edition_stats(edition_date=day, now=now),
     )
 
 

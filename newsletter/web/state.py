@@ -19,9 +19,10 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.transports import SendResult, Transport
 from newsletter.personal import Links
-from newsletter.pipeline import EditionStats, SendOutcome, SendPlan
 from newsletter.render import Renderer
+from newsletter.services.editions import EditionStats
 from newsletter.services.queued import QueuedWrites
+from newsletter.services.sending import SendOutcome, SendPlan
 from newsletter.web.csrf import Csrf
 from newsletter.web.mails import Mailer
 from newsletter.web.metrics import Metrics

@@ -1,0 +1,181 @@
+"""``newsletter subscribers``: add, import, list, export, delete, erase, purge pending signups."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from kernel import utcnow
+from newsletter.cli.context import Context, count_lines, pass_context
+from newsletter.cli.progress import Bars
+from newsletter.services import privacy
+from subscribers.model import SubscriberStatus
+from subscribers.service import (
+    ImportReport,
+    add_subscriber,
+    count_subscribers,
+    export_csv,
+    import_rows,
+    iter_subscribers,
+    read_csv,
+)
+
+
+@click.group()
+def subscribers() -> None:
+    """The subscriber list."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--confirmed", is_flag=True, help="Add as confirmed (consent obtained elsewhere).")
+@click.option("--name", help="Display name.")
+@click.option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+@pass_context
+def subscribers_add(
+    context: Context, email: str, confirmed: bool, name: str | None, timezone: str | None
+) -> None:
+    """Add one subscriber."""
+    with context.app.database.transaction() as session:
+        subscriber, created = add_subscriber(
+            session, email, name=name, timezone=timezone, confirmed=confirmed, source="cli"
+        )
+        status = subscriber.status.value
+        address = subscriber.email
+    if created:
+        context.console.print(f"Added {address} ({status}).")
+    else:
+        context.console.print(f"{address} is already on the list ({status}); nothing changed.")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--confirmed", is_flag=True, help="Import as confirmed (consent obtained elsewhere).")
+@pass_context
+def subscribers_import(context: Context, file: Path, confirmed: bool) -> None:
+    """Import subscribers from a CSV file with an 'email' column (optional: name, timezone)."""
+    report = _import(context, file, confirmed=confirmed)
+    _print_import(context, report)
+    if report.rejected and not (report.added or report.already_present or report.suppressed):
+        sys.exit(1)
+
+
+def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
+    app = context.app
+    rows = read_csv(
+        file,
+        max_field_chars=app.settings.import_max_field_chars,
+        max_line_chars=app.settings.import_max_line_chars,
+    )
+    with Bars(context.err) as bars:
+        return import_rows(
+            app.database.transaction,
+            rows,
+            confirmed=confirmed,
+            source=f"import:{file.name}",
+            progress=bars.counter("Importing", count_lines(file)),
+        )
+
+
+def _print_import(context: Context, report: ImportReport) -> None:
+    table = Table(title="Import summary", show_header=False)
+    table.add_row("added", str(report.added))
+    table.add_row("already present", str(report.already_present))
+    table.add_row("suppressed (left earlier, not re-added)", str(report.suppressed))
+    table.add_row("rejected", str(len(report.rejected)))
+    context.console.print(table)
+    for row in report.rejected:
+        context.err.print(f"line {row.line}: {row.value or '(empty)'}: {row.reason}", markup=False)
+
+
+@subscribers.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@pass_context
+def subscribers_list(context: Context, status: str | None) -> None:
+    """List subscribers (email, status, time zone), then the count per status."""
+    chosen = SubscriberStatus(status) if status else None
+    with context.app.database.transaction(readonly=True) as session:
+        for subscriber in iter_subscribers(session, status=chosen):
+            click.echo(
+                f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}"
+            )
+        counts = count_subscribers(session)
+    summary = ", ".join(f"{count} {state.value}" for state, count in counts.items() if count)
+    context.err.print(f"{sum(counts.values())} subscribers ({summary or 'none'})")
+
+
+@subscribers.command("export")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File (default: stdout).",
+)
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@pass_context
+def subscribers_export(context: Context, output: Path | None, status: str | None) -> None:
+    """Export subscribers as CSV (email, name, status, timezone, created_at, confirmed_at)."""
+    chosen = SubscriberStatus(status) if status else None
+    with context.app.database.transaction(readonly=True) as session:
+        subscribers_iter = iter_subscribers(session, status=chosen)
+        if output is None:
+            written = export_csv(subscribers_iter, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                written = export_csv(subscribers_iter, handle)
+    context.err.print(f"Exported {written} subscribers{f' to {output}' if output else ''}.")
+
+
+@subscribers.command("delete")
+@click.argument("email")
+@pass_context
+def subscribers_delete(context: Context, email: str) -> None:
+    """Delete one subscriber (an address that ever left stays suppressed, as a hash)."""
+    with context.app.database.transaction() as session:
+        removal = privacy.delete_by_email(session, email, now=utcnow())
+    kept = "; its hash keeps it suppressed" if removal.suppressed else ""
+    context.console.print(f"Deleted {email}{kept}.")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@pass_context
+def subscribers_erase(context: Context, email: str) -> None:
+    """Erase everything held about an address (right to erasure); only its hash stays."""
+    with context.app.database.transaction() as session:
+        removal = privacy.erase(session, email, now=utcnow())
+    held = "its data, deliveries and reports removed" if removal.found else "it was not on the list"
+    context.console.print(f"Erased {email} ({held}); its hash keeps it suppressed.")
+
+
+@subscribers.command("purge-pending")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+@pass_context
+def subscribers_purge_pending(context: Context, dry_run: bool) -> None:
+    """Purge signups never confirmed within the confirmation window plus the grace period."""
+    settings = context.app.settings
+    with context.app.database.transaction() as session:
+        count = privacy.purge_pending(
+            session,
+            now=utcnow(),
+            confirm_hours=settings.confirm_token_hours,
+            grace_days=settings.pending_grace_days,
+            dry_run=dry_run,
+        )
+    noun = f"{count} pending signup{'s' if count != 1 else ''}"
+    days = f"{settings.confirm_token_hours} hours + {settings.pending_grace_days} days"
+    if dry_run:
+        context.console.print(f"{noun} would be purged (unconfirmed for over {days}).")
+    else:
+        context.console.print(f"Purged {noun} (unconfirmed for over {days}).")

@@ -1,0 +1,208 @@
+"""Editions as use cases: the edition date, build, preview, pause, resume, cancel, status, stats.
+
+Each method opens its own transaction and returns a plain report; none prints. The CLI, the admin
+API and the scheduler call the same methods, so a rule about an edition lives here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from newsletter import personal
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.delivery import ledger
+from newsletter.editions import (
+    BuildResult,
+    build_issue,
+    cancel,
+    get_issue,
+    pause,
+    require_issue,
+    resume,
+    variant,
+)
+from newsletter.errors import EditionRace, UsageError
+from newsletter.models import Bounce, BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.render import Renderer
+from subscribers.model import Subscriber
+
+
+def parse_date(value: str) -> date:
+    """An edition date as an operator writes it (YYYY-MM-DD), or a usage error saying how."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-24"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class EditionStatus:
+    """An edition's state, its deliveries, and what went wrong with them."""
+
+    edition_date: date
+    status: IssueStatus
+    subject: str
+    paused: bool
+    deliveries: dict[DeliveryStatus, int]
+    failures: list[tuple[str, int]]
+    stalled: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditionStats:
+    edition_date: date
+    status: IssueStatus
+    subject: str
+    deliveries: dict[DeliveryStatus, int]
+    bounced: int
+    complaints: int
+    unsubscribes: int
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Editions:
+    """The edition use cases, over a database, a renderer and the settings."""
+
+    database: Database
+    renderer: Renderer
+    settings: Settings
+
+    def today(self, now: datetime) -> date:
+        """The edition date: today in the newsletter's time zone."""
+        return now.astimezone(self.settings.zone).date()
+
+    def build(self, *, edition_date: date, now: datetime, create_only: bool = False) -> BuildResult:
+        return build_issue(
+            self.database,
+            self.renderer,
+            self.settings,
+            edition_date=edition_date,
+            now=now,
+            create_only=create_only,
+        )
+
+    def build_unless_raced(self, *, edition_date: date, now: datetime) -> BuildResult | None:
+        """Build a missing edition; None when another process built it at the same moment."""
+        try:
+            return self.build(edition_date=edition_date, now=now, create_only=True)
+        except EditionRace:
+            return None
+
+    def status_of(self, edition_date: date) -> IssueStatus | None:
+        """The edition's state, or None when it is not built."""
+        with self.database.transaction(readonly=True) as session:
+            issue = get_issue(session, edition_date)
+            return issue.status if issue else None
+
+    def preview(self, *, edition_date: date, output: Path | None = None) -> Path:
+        """Write the edition's final inlined HTML (links to public pages, no personal data)."""
+        with self.database.transaction(readonly=True) as session:
+            issue = require_issue(session, edition_date)
+            html = variant(session, issue).html
+        target = output or Path("var") / "preview" / f"{edition_date.isoformat()}.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        links = personal.Links(self.settings.base_url)
+        target.write_text(personal.fill(html, personal.public_values(links)), encoding="utf-8")
+        return target
+
+    def set_paused(self, *, edition_date: date, paused: bool, now: datetime) -> bool:
+        """Pause or resume an edition; False when it already was in that state."""
+        with self.database.transaction() as session:
+            issue = require_issue(session, edition_date)
+            return pause(issue, now=now) if paused else resume(issue)
+
+    def cancel_edition(self, *, edition_date: date, now: datetime) -> int:
+        """Cancel an edition; return how many queued deliveries were dropped."""
+        with self.database.transaction() as session:
+            return cancel(session, require_issue(session, edition_date), now=now)
+
+    def edition_status(self, *, edition_date: date, now: datetime) -> EditionStatus:
+        with self.database.transaction(readonly=True) as session:
+            issue = require_issue(session, edition_date)
+            return EditionStatus(
+                edition_date=edition_date,
+                status=issue.status,
+                subject=issue.subject,
+                paused=issue.paused_at is not None,
+                deliveries=ledger.counts(session, issue.id),
+                failures=ledger.failure_reasons(session, issue.id),
+                stalled=ledger.stalled(session, issue.id, now=now),
+            )
+
+    def edition_stats(self, *, edition_date: date, now: datetime) -> EditionStats:
+        """An edition's numbers: deliveries by state, bounces and complaints reported about it, and
+        the unsubscribes attributed to it (those between it going out and the next edition going
+        out)."""
+        with self.database.transaction(readonly=True) as session:
+            issue = require_issue(session, edition_date)
+            deliveries = ledger.counts(session, issue.id)
+            kinds = dict(
+                session.execute(
+                    select(Bounce.kind, func.count())
+                    .join(Delivery, Delivery.id == Bounce.delivery_id)
+                    .where(Delivery.issue_id == issue.id)
+                    .group_by(Bounce.kind)
+                ).all()
+            )
+            start = issue.sending_at
+            unsubscribes = 0
+            if start is not None:
+                following = session.scalar(
+                    select(func.min(Issue.sending_at)).where(Issue.sending_at > start)
+                )
+                unsubscribes = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(Subscriber)
+                        .where(
+                            Subscriber.unsubscribed_at >= start,
+                            Subscriber.unsubscribed_at < (following or now),
+                        )
+                    )
+                    or 0
+                )
+            return EditionStats(
+                edition_date=edition_date,
+                status=issue.status,
+                subject=issue.subject,
+                deliveries=deliveries,
+                bounced=kinds.get(BounceKind.HARD, 0),
+                complaints=kinds.get(BounceKind.COMPLAINT, 0),
+                unsubscribes=unsubscribes,
+                sent_at=issue.sent_at,
+            )
+
+    def expire_late(self, edition_date: date, *, due_before: datetime) -> int:
+        """Fail the queued rows of an edition that were due before ``due_before``; never sent late."""
+        with self.database.transaction() as session:
+            issue = get_issue(session, edition_date)
+            if issue is None:
+                return 0
+            return ledger.expire(session, issue.id, due_before=due_before)
+
+    def waiting_since(self, edition_date: date, *, due_by: datetime) -> int:
+        """Rows of an edition still queued or in flight that were due by ``due_by``."""
+        with self.database.transaction(readonly=True) as session:
+            issue = get_issue(session, edition_date)
+            if issue is None:
+                return 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(
+                        Delivery.issue_id == issue.id,
+                        Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+                        Delivery.not_before <= due_by,
+                    )
+                )
+                or 0
+            )

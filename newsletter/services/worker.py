@@ -1,0 +1,130 @@
+"""The worker loop behind ``newsletter worker``: delivers whatever the ledger holds, on any number
+of processes and hosts.
+
+Workers coordinate only through the ledger (claims under leases), so they can be started, killed
+and restarted at any moment. A worker serves every edition that is sending (or one edition date),
+sleeps until the next row is due, and stops when asked (SIGTERM, Ctrl-C) after handing back what
+it had claimed but not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+
+from kernel import utcnow
+from newsletter.db import Database
+from newsletter.delivery import ledger
+from newsletter.delivery.sender import DeliveryReport
+from newsletter.delivery.transports import Transport
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.services.sending import SenderFactory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+    editions: set[date] = field(default_factory=set)
+
+    def add(self, issue: Issue, report: DeliveryReport) -> None:
+        self.sent += report.sent
+        self.retried += report.retried
+        self.failed += report.failed
+        self.deferred += report.deferred
+        if report.batches:
+            self.editions.add(issue.edition_date)
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """The worker loop over a database, and factories for its transport and sender."""
+
+    database: Database
+    transport: Callable[[], Transport]
+    sender: SenderFactory
+
+    def _serving(self, edition_date: date | None) -> list[Issue]:
+        with self.database.transaction(readonly=True) as session:
+            query = select(Issue).where(
+                Issue.status == IssueStatus.SENDING, Issue.paused_at.is_(None)
+            )
+            if edition_date is not None:
+                query = query.where(Issue.edition_date == edition_date)
+            return list(session.scalars(query.order_by(Issue.edition_date)))
+
+    def _open_rows(self, edition_date: date | None) -> tuple[int, datetime | None]:
+        """Rows still queued or in flight for the editions served (not paused), and the next due
+        time."""
+        with self.database.transaction(readonly=True) as session:
+            query = (
+                select(func.count(), func.min(Delivery.not_before))
+                .select_from(Delivery)
+                .join(Issue, Issue.id == Delivery.issue_id)
+                .where(
+                    Issue.status == IssueStatus.SENDING,
+                    Issue.paused_at.is_(None),
+                    Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+                )
+            )
+            if edition_date is not None:
+                query = query.where(Issue.edition_date == edition_date)
+            count, due = session.execute(query).one()
+            return int(count or 0), due
+
+    def run(
+        self,
+        *,
+        stop: threading.Event,
+        exit_when_idle: bool = False,
+        edition_date: date | None = None,
+        poll_seconds: float = 5.0,
+        on_result: Callable[[ledger.Recorded], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> WorkerReport:
+        """Deliver until ``stop`` is set (or, with ``exit_when_idle``, until nothing is left to
+        do)."""
+        report = WorkerReport()
+        transport = self.transport()
+        sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
+        try:
+            while not stop.is_set():
+                worked = False
+                for issue in self._serving(edition_date):
+                    delivered = sender.deliver(issue)
+                    report.add(issue, delivered)
+                    if delivered.batches:
+                        log.info(
+                            "edition %s: %d sent, %d to retry, %d failed, %d paced%s",
+                            issue.edition_date,
+                            delivered.sent,
+                            delivered.retried,
+                            delivered.failed,
+                            delivered.deferred,
+                            "; the edition is sent" if delivered.finished else "",
+                        )
+                    worked = worked or delivered.batches > 0
+                    if stop.is_set():
+                        break
+                if worked:
+                    continue
+                remaining, due = self._open_rows(edition_date)
+                if exit_when_idle and remaining == 0:
+                    break
+                wait = poll_seconds
+                if due is not None:
+                    wait = min(poll_seconds, max((due - clock()).total_seconds(), 0.2))
+                stop.wait(wait)
+        finally:
+            sender.close()
+            transport.close()
+        return report
