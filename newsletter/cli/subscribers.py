@@ -11,17 +11,10 @@ from rich.table import Table
 from kernel import utcnow
 from newsletter.cli.context import Context, count_lines, pass_context
 from newsletter.cli.progress import Bars
-from newsletter.services import privacy
+from newsletter.services import privacy, stats
+from newsletter.services import subscribers as listing
 from subscribers.model import SubscriberStatus
-from subscribers.service import (
-    ImportReport,
-    add_subscriber,
-    count_subscribers,
-    export_csv,
-    import_rows,
-    iter_subscribers,
-    read_csv,
-)
+from subscribers.service import ImportReport
 
 
 @click.group()
@@ -39,13 +32,19 @@ def subscribers_add(
     context: Context, email: str, confirmed: bool, name: str | None, timezone: str | None
 ) -> None:
     """Add one subscriber."""
-    with context.app.database.transaction() as session:
-        subscriber, created = add_subscriber(
-            session, email, name=name, timezone=timezone, confirmed=confirmed, source="cli"
-        )
-        status = subscriber.status.value
-        address = subscriber.email
-    if created:
+    app = context.app
+    added = listing.add(
+        app.database,
+        signer=app.signer(),
+        email=email,
+        name=name,
+        timezone=timezone,
+        confirmed=confirmed,
+        source="cli",
+        now=utcnow(),
+    )
+    status, address = added.subscriber.status.value, added.subscriber.email
+    if added.created:
         context.console.print(f"Added {address} ({status}).")
     else:
         context.console.print(f"{address} is already on the list ({status}); nothing changed.")
@@ -65,17 +64,14 @@ def subscribers_import(context: Context, file: Path, confirmed: bool) -> None:
 
 def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
     app = context.app
-    rows = read_csv(
-        file,
-        max_field_chars=app.settings.import_max_field_chars,
-        max_line_chars=app.settings.import_max_line_chars,
-    )
     with Bars(context.err) as bars:
-        return import_rows(
-            app.database.transaction,
-            rows,
+        return listing.import_csv(
+            app.database,
+            file,
+            settings=app.settings,
             confirmed=confirmed,
             source=f"import:{file.name}",
+            now=None,
             progress=bars.counter("Importing", count_lines(file)),
         )
 
@@ -101,12 +97,9 @@ def _print_import(context: Context, report: ImportReport) -> None:
 def subscribers_list(context: Context, status: str | None) -> None:
     """List subscribers (email, status, time zone), then the count per status."""
     chosen = SubscriberStatus(status) if status else None
-    with context.app.database.transaction(readonly=True) as session:
-        for subscriber in iter_subscribers(session, status=chosen):
-            click.echo(
-                f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}"
-            )
-        counts = count_subscribers(session)
+    for subscriber in listing.each(context.app.database, status=chosen):
+        click.echo(f"{subscriber.email}\t{subscriber.status.value}\t{subscriber.timezone or '-'}")
+    counts = stats.overview(context.app.database).subscribers
     summary = ", ".join(f"{count} {state.value}" for state, count in counts.items() if count)
     context.err.print(f"{sum(counts.values())} subscribers ({summary or 'none'})")
 
@@ -127,13 +120,12 @@ def subscribers_list(context: Context, status: str | None) -> None:
 def subscribers_export(context: Context, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV (email, name, status, timezone, created_at, confirmed_at)."""
     chosen = SubscriberStatus(status) if status else None
-    with context.app.database.transaction(readonly=True) as session:
-        subscribers_iter = iter_subscribers(session, status=chosen)
-        if output is None:
-            written = export_csv(subscribers_iter, sys.stdout)
-        else:
-            with output.open("w", encoding="utf-8", newline="") as handle:
-                written = export_csv(subscribers_iter, handle)
+    database = context.app.database
+    if output is None:
+        written = listing.export_to(database, sys.stdout, status=chosen)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            written = listing.export_to(database, handle, status=chosen)
     context.err.print(f"Exported {written} subscribers{f' to {output}' if output else ''}.")
 
 
@@ -142,8 +134,7 @@ def subscribers_export(context: Context, output: Path | None, status: str | None
 @pass_context
 def subscribers_delete(context: Context, email: str) -> None:
     """Delete one subscriber (an address that ever left stays suppressed, as a hash)."""
-    with context.app.database.transaction() as session:
-        removal = privacy.delete_by_email(session, email, now=utcnow())
+    removal = listing.delete_address(context.app.database, email, now=utcnow())
     kept = "; its hash keeps it suppressed" if removal.suppressed else ""
     context.console.print(f"Deleted {email}{kept}.")
 
@@ -153,8 +144,7 @@ def subscribers_delete(context: Context, email: str) -> None:
 @pass_context
 def subscribers_erase(context: Context, email: str) -> None:
     """Erase everything held about an address (right to erasure); only its hash stays."""
-    with context.app.database.transaction() as session:
-        removal = privacy.erase(session, email, now=utcnow())
+    removal = privacy.erase_address(context.app.database, email, now=utcnow())
     held = "its data, deliveries and reports removed" if removal.found else "it was not on the list"
     context.console.print(f"Erased {email} ({held}); its hash keeps it suppressed.")
 
@@ -165,14 +155,7 @@ def subscribers_erase(context: Context, email: str) -> None:
 def subscribers_purge_pending(context: Context, dry_run: bool) -> None:
     """Purge signups never confirmed within the confirmation window plus the grace period."""
     settings = context.app.settings
-    with context.app.database.transaction() as session:
-        count = privacy.purge_pending(
-            session,
-            now=utcnow(),
-            confirm_hours=settings.confirm_token_hours,
-            grace_days=settings.pending_grace_days,
-            dry_run=dry_run,
-        )
+    count = context.app.pending_signups.purge(now=utcnow(), dry_run=dry_run)
     noun = f"{count} pending signup{'s' if count != 1 else ''}"
     days = f"{settings.confirm_token_hours} hours + {settings.pending_grace_days} days"
     if dry_run:

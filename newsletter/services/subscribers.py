@@ -1,17 +1,18 @@
 """The operator's view of the list: list and search, add, import, export, look up, delete.
 
 The rules (who may be added, what an import does with a known or suppressed address) live in
-:mod:`subscribers.service`; this module holds the transactions around them for the admin API.
+:mod:`subscribers.service`; this module holds the transactions around them for the admin API and the CLI.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy import func, or_, select
 
@@ -143,7 +144,8 @@ def import_csv(
     settings: Settings,
     confirmed: bool,
     source: str,
-    now: datetime,
+    now: datetime | None,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a CSV file (email[,name,timezone]); the good rows import, each bad one is reported."""
     return import_rows(
@@ -156,12 +158,31 @@ def import_csv(
         confirmed=confirmed,
         source=source,
         now=now,
+        progress=progress,
     )
+
+
+def each(database: Transactions, *, status: SubscriberStatus | None) -> Iterator[Subscriber]:
+    """Every subscriber (of one status), in id order, read in batches in one transaction."""
+    with database.transaction(readonly=True) as session:
+        yield from iter_subscribers(session, status=status)
+
+
+def export_to(database: Transactions, out: TextIO, *, status: SubscriberStatus | None) -> int:
+    """Write the CSV export (readable by import) to ``out``; the number of subscribers written."""
+    with database.transaction(readonly=True) as session:
+        return export_csv(iter_subscribers(session, status=status), out)
 
 
 def get(database: Transactions, subscriber_id: int) -> Subscriber | None:
     with database.transaction(readonly=True) as session:
         return session.get(Subscriber, subscriber_id)
+
+
+def delete_address(database: Transactions, email: str, *, now: datetime) -> Removal:
+    """Delete the subscriber with this address (an address that ever left stays suppressed)."""
+    with database.transaction() as session:
+        return privacy.delete_by_email(session, email, now=now)
 
 
 def delete(database: Transactions, subscriber_id: int, *, now: datetime) -> Removal | None:
