@@ -7,7 +7,7 @@ they do in production), then times, each ``--repeat`` times (the median is repor
 
 * ``ledger GROUP BY``: ``SELECT status, count(*) FROM deliveries GROUP BY status`` plus the send rate
   of the last five minutes over ``sent_at``: what every scrape ran before migration 0008;
-* ``delivery gauges``: :func:`newsletter.observability.delivery_gauges`, what a scrape runs now;
+* ``delivery gauges``: :func:`newsletter.services.metrics.delivery_gauges`, what a scrape runs now;
 * ``public scrape`` and ``admin scrape``: ``GET /metrics`` on the real app, in process, without and
   with the admin token (the admin scrape also counts subscribers by status).
 
@@ -45,7 +45,7 @@ from newsletter import migrate  # noqa: E402
 from newsletter.bootstrap import bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database  # noqa: E402
-from newsletter.observability import delivery_gauges  # noqa: E402
+from newsletter.services.metrics import delivery_gauges  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
 SERVER = os.environ.get(

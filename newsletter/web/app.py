@@ -15,16 +15,14 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import func, select, text
 
 from newsletter import __version__
 from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
 from newsletter.errors import NewsletterError
-from newsletter.models import Issue
-from newsletter.observability import delivery_gauges, subscriber_gauges
+from newsletter.services.metrics import check_database, read_gauges
 from newsletter.web import api, archive, errors, pages
-from newsletter.web.metrics import Labels, Metrics, RequestMetrics, gauge
+from newsletter.web.metrics import CONTENT_TYPE, Metrics, RequestMetrics
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
 from newsletter.web.state import Clock, State, WebState
 from subscribers.base import utcnow
@@ -63,7 +61,9 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
             "the admin API under /api is off (every call answers 401): "
             "set NEWSLETTER_ADMIN_TOKEN to turn it on"
         )
-    metrics = Metrics()
+    metrics = Metrics(
+        database=lambda detailed: read_gauges(app.database, now=utcnow(), detailed=detailed)
+    )
     state = WebState.build(
         app, clock=clock, metrics=metrics, networks=parse_networks(settings.trusted_proxies)
     )
@@ -114,8 +114,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     )
     def healthz(state: State) -> JSONResponse:
         try:
-            with state.app.database.transaction(readonly=True) as session:
-                session.execute(text("SELECT 1"))
+            check_database(state.app.database)
         except NewsletterError as exc:
             log.error("health check: %s", exc)
             return JSONResponse(
@@ -139,8 +138,8 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     ) -> PlainTextResponse:
         detailed = api.is_admin(state, credentials)
         return PlainTextResponse(
-            state.metrics.render(_database_gauges(state, detailed=detailed), detailed=detailed),
-            media_type="text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render(detailed=detailed),
+            media_type=CONTENT_TYPE,
             headers={"cache-control": "no-store"},
         )
 
@@ -150,27 +149,3 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     fastapi.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     fastapi.add_middleware(RequestMetrics, metrics=metrics)
     return fastapi
-
-
-def _database_gauges(state: WebState, *, detailed: bool) -> list[str]:
-    try:
-        with state.app.database.transaction(readonly=True) as session:
-            subscribers = subscriber_gauges(session) if detailed else []
-            editions: dict[Labels, float] = {
-                (("status", status.value),): float(count)
-                for status, count in session.execute(
-                    select(Issue.status, func.count()).group_by(Issue.status)
-                )
-            }
-            delivery = delivery_gauges(session, now=utcnow())
-    except NewsletterError:
-        return gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 0})
-    return [
-        *gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 1}),
-        *gauge("newsletter_editions", "Editions by status.", editions),
-        *[
-            line
-            for item in (*subscribers, *delivery)
-            for line in gauge(item.name, item.help, item.values)
-        ],
-    ]
