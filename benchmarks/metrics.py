@@ -69,9 +69,10 @@ def fill(database: Database, *, subscribers: int, editions: int) -> float:
     with database.engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO subscribers (email, email_key, status, format, created_at, status_changed_at) "
+                "INSERT INTO subscribers (email, email_key, status, format, created_at, "
+                "status_changed_at, link_key) "
                 "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', 'confirmed', "
-                "'html', now(), now() FROM generate_series(1, :n) AS n"
+                "'html', now(), now(), md5(random()::text) FROM generate_series(1, :n) AS n"
             ),
             {"n": subscribers},
         )
