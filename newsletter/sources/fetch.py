@@ -6,13 +6,14 @@ previous ETag / Last-Modified, and 429 and 5xx answers (and dropped connections)
 exponential backoff, honouring Retry-After up to :data:`MAX_RETRY_AFTER`; a longer one fails the
 source for this run at once instead of holding the whole fetch up.
 
-The retries run on ``tenacity`` rather than ``stamina``. stamina is a good default for services
-(jittered backoff, a retry budget, instrumentation), but it is built on tenacity and keeps its
-strategy closed: here each wait must come from the failed answer itself (its Retry-After), the
-backoff is plain doubling with no jitter (one reader per source, no herd to spread), and the sleep
-is injected so that tests check the exact waits without waiting. tenacity takes all three as
-arguments: a wait strategy (:class:`_RetryAfterOrBackoff`), a stop condition that also stops on a
-Retry-After over the cap, and ``sleep``.
+The retries run on ``tenacity`` rather than ``stamina``. stamina, a wrapper over tenacity, is the
+better default for a service (jittered backoff, a total time limit, instrumentation), and its
+backoff hook can return the wait a Retry-After asks for; but its sleep cannot be injected (its
+testing mode only removes waits or caps attempts), so the tests could no longer check the exact
+waits, and its jitter and time limit would have to be turned off to keep the settings' meaning
+(plain doubling: one reader per source, no herd to spread). tenacity takes all of it as arguments:
+a wait strategy (:class:`_RetryAfterOrBackoff`), a stop condition that also stops on a Retry-After
+over the cap, and ``sleep``; and stamina would bring it in anyway.
 """
 
 from __future__ import annotations
