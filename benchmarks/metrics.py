@@ -7,7 +7,7 @@ they do in production), then times, each ``--repeat`` times (the median is repor
 
 * ``ledger GROUP BY``: ``SELECT status, count(*) FROM deliveries GROUP BY status`` plus the send rate
   of the last five minutes over ``sent_at``: what every scrape ran before migration 0008;
-* ``delivery gauges``: :func:`newsletter.observability.delivery_gauges`, what a scrape runs now;
+* ``delivery gauges``: :func:`newsletter.services.metrics.delivery_gauges`, what a scrape runs now;
 * ``public scrape`` and ``admin scrape``: ``GET /metrics`` on the real app, in process, without and
   with the admin token (the admin scrape also counts subscribers by status).
 
@@ -45,7 +45,7 @@ from newsletter import migrate  # noqa: E402
 from newsletter.bootstrap import bootstrap  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database  # noqa: E402
-from newsletter.observability import delivery_gauges  # noqa: E402
+from newsletter.services.metrics import delivery_gauges  # noqa: E402
 from newsletter.web import create_app  # noqa: E402
 
 SERVER = os.environ.get(
@@ -69,9 +69,10 @@ def fill(database: Database, *, subscribers: int, editions: int) -> float:
     with database.engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO subscribers (email, email_key, status, format, created_at, status_changed_at) "
+                "INSERT INTO subscribers (email, email_key, status, format, created_at, "
+                "status_changed_at, link_key) "
                 "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', 'confirmed', "
-                "'html', now(), now() FROM generate_series(1, :n) AS n"
+                "'html', now(), now(), md5(random()::text) FROM generate_series(1, :n) AS n"
             ),
             {"n": subscribers},
         )

@@ -8,6 +8,12 @@ Fixed windows: a hit increments the row of ``(scope, who, window)`` with one
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` and compares the count with the limit. Identities are
 stored hashed (an IP address or an email address never lands in this table in clear). Rows of past
 windows are purged in batches when a new window of a busy limit starts.
+
+Hand-written on purpose, not an in-memory limiter library (``limits``, ``slowapi`` and the like keep
+their counters in the process, or need Redis or memcached): the web may run as several processes on
+several hosts behind a proxy, and a limit that each process counts alone, or that a restart resets,
+is a limit a bot gets around by retrying. The database is already shared by all of them and survives
+restarts, so the counters live there, in one statement a hit.
 """
 
 from __future__ import annotations

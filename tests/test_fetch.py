@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -215,3 +218,40 @@ def test_an_unknown_content_encoding_is_refused_with_its_name(httpserver: HTTPSe
     with Fetcher(timeout=5.0, max_bytes=1_000_000) as fetcher, pytest.raises(SourceError) as caught:
         fetcher.read(httpserver.url_for("/br"))
     assert "content encoding 'compress'" in str(caught.value)
+
+
+def test_a_retry_after_counts_for_its_own_answer_only(
+    httpserver: HTTPServer, fetcher: Fetcher, waits: list[float]
+) -> None:
+    httpserver.expect_ordered_request("/feed").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3"}
+    )
+    httpserver.expect_ordered_request("/feed").respond_with_data("busy", status=503)
+    httpserver.expect_ordered_request("/feed").respond_with_data("<rss/>")
+    fetched = fetcher.fetch(httpserver.url_for("/feed"))
+    assert fetched.attempts == 3
+    assert waits == [3.0, 1.0]  # the server's wait, then the backoff of a second retry
+
+
+def test_a_retry_after_date_is_honoured(
+    httpserver: HTTPServer, fetcher: Fetcher, waits: list[float]
+) -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    httpserver.expect_ordered_request("/markets").respond_with_data(
+        "slow down", status=503, headers={"Retry-After": when}
+    )
+    httpserver.expect_ordered_request("/markets").respond_with_data("[]")
+    assert fetcher.read(httpserver.url_for("/markets")) == b"[]"
+    assert len(waits) == 1 and 20 < waits[0] <= 30
+
+
+def test_a_dropped_connection_is_retried_and_then_reported(
+    fetcher: Fetcher, waits: list[float]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/feed.xml"  # nothing listens there any more
+    with pytest.raises(SourceError, match=f"cannot fetch {url}"):
+        fetcher.read(url)
+    assert waits == [0.5, 1.0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from werkzeug import Request, Response
@@ -322,17 +323,20 @@ def test_a_bad_fear_and_greed_reading_is_left_out(
     assert "X-Evil" not in text and "250" not in text.split("MARKET SNAPSHOT")[1][:400]
 
 
-def rejected(metrics: str, labels: str) -> float:
-    name = "newsletter_market_values_rejected_total"
-    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+def rejected(metrics: str, labels: dict[str, str]) -> float:
+    """The value of the rejections counter with exactly ``labels`` (in any order), 0 if absent."""
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "newsletter_market_values_rejected_total" and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def test_refused_values_are_counted_in_metrics(
     hostile_app: App, served: Callable[..., None]
 ) -> None:
     served(watchlist=as_json(with_coin("current_price", 1e308)))
-    labels = 'part="coins",field="price",reason="out of range"'
+    labels = {"part": "coins", "field": "price", "reason": "out of range"}
     with TestClient(create_app(hostile_app)) as client:
         before = rejected(client.get("/metrics").text, labels)
         hostile_app.sources.fetch(now=NOW)

@@ -4,6 +4,14 @@ An edition variant becomes a complete RFC 5322 message with slots where the reci
 personal links, Message-ID and Date go. The bodies are quoted-printable; every slot sits between two
 soft line breaks (``=\\r\\n``), so a value of any length is inserted as its own encoded lines without
 re-encoding the body. Personalising a message is then one ``bytes.join``.
+
+Hand-written on purpose, not a library's message builder: building an ``EmailMessage`` per recipient
+(the email package, or any builder over it) re-renders headers and re-encodes every part for each
+person. benchmarks/personalise.py measures both on the demo edition (about 60 KiB): a prebuilt
+message personalised by byte substitution costs some tens of microseconds, a fresh ``EmailMessage``
+per recipient over 10 ms, a ratio of about 250 to 350 on the machines it was run on. At a list of
+100,000 that is seconds of CPU instead of tens of minutes. The email package still builds each
+variant once (headers, encodings); only the per-recipient step is bytes.
 """
 
 from __future__ import annotations

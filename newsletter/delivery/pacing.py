@@ -8,6 +8,11 @@ half its rate, and a route without a configured rate gets ``slowed_per_minute``.
 
 A delivery that may not go now is not an attempt: it goes back to the queue, due when a token will
 be there.
+
+Hand-written on purpose, not an in-memory rate-limiter library: a receiving domain's limit holds for
+the whole list, whichever worker on whichever host sends, and must hold across a restart (a worker
+that restarts with a full in-memory bucket would burst into a provider that just answered 421).
+The token buckets therefore live in the ledger's database, which every worker already shares.
 """
 
 from __future__ import annotations

@@ -2,22 +2,17 @@
 ``/metrics``.
 
 The session-level functions count inside a caller's transaction; :func:`overview` opens its own.
-:func:`database_gauges` is what a Prometheus scrape reads from the database (None when the
-database does not answer, so that the scrape can say so instead of failing).
+The Prometheus gauges (:mod:`newsletter.services.metrics`) read these same counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.errors import NewsletterError
 from newsletter.models import Issue, IssueStatus
-from newsletter.observability import Gauge, Labels, delivery_gauges
 from newsletter.services.queued import Transactions
 from subscribers.model import Subscriber, SubscriberStatus, Suppression
 from subscribers.service import count_subscribers
@@ -64,42 +59,3 @@ def overview(database: Transactions) -> Overview:
             suppressed_hashes=suppressed_hashes(session),
             editions=edition_counts(session),
         )
-
-
-def database_gauges(
-    database: Transactions, *, detailed: bool, clock: Callable[[], datetime]
-) -> list[Gauge] | None:
-    """The gauges of a scrape: editions and deliveries, and with ``detailed`` the subscribers.
-
-    Subscriber counts are for the admin's scrape only (a public count would tell whether a signup
-    was of a new address). None when the database does not answer.
-    """
-    try:
-        with database.transaction(readonly=True) as session:
-            subscribers = _subscriber_gauges(session) if detailed else []
-            editions: dict[Labels, float] = {
-                (("status", status.value),): float(count)
-                for status, count in edition_counts(session).items()
-                if count
-            }
-            delivery = delivery_gauges(session, now=clock())
-    except NewsletterError:
-        return None
-    return [
-        Gauge("newsletter_editions", "Editions by status.", editions),
-        *subscribers,
-        *delivery,
-    ]
-
-
-def _subscriber_gauges(session: Session) -> list[Gauge]:
-    by_status: dict[Labels, float] = {
-        (("status", status.value),): float(count)
-        for status, count in subscriber_counts(session).items()
-        if count
-    }
-    paused = float(paused_count(session))
-    return [
-        Gauge("newsletter_subscribers", "Subscribers by status.", by_status),
-        Gauge("newsletter_subscribers_paused", "Subscribers who paused.", {(): paused}),
-    ]

@@ -2,8 +2,18 @@
 
 Every read has a timeout (per read and for the whole response) and a size cap, so a hostile or
 broken server cannot hang or exhaust us. HTTP reads are conditional when the caller knows the
-previous ETag / Last-Modified, and 429 and 5xx answers are retried with backoff, honouring
-Retry-After.
+previous ETag / Last-Modified, and 429 and 5xx answers (and dropped connections) are retried with
+exponential backoff, honouring Retry-After up to :data:`MAX_RETRY_AFTER`; a longer one fails the
+source for this run at once instead of holding the whole fetch up.
+
+The retries run on ``tenacity`` rather than ``stamina``. stamina, a wrapper over tenacity, is the
+better default for a service (jittered backoff, a total time limit, instrumentation), and its
+backoff hook can return the wait a Retry-After asks for; but its sleep cannot be injected (its
+testing mode only removes waits or caps attempts), so the tests could no longer check the exact
+waits, and its jitter and time limit would have to be turned off to keep the settings' meaning
+(plain doubling: one reader per source, no herd to spread). tenacity takes all of it as arguments:
+a wait strategy (:class:`_RetryAfterOrBackoff`), a stop condition that also stops on a Retry-After
+over the cap, and ``sleep``; and stamina would bring it in anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +26,16 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from newsletter import __version__
 from newsletter.errors import SourceError
@@ -115,22 +135,28 @@ class Fetcher:
             request_headers["If-None-Match"] = validators.etag
         if validators and validators.last_modified:
             request_headers["If-Modified-Since"] = validators.last_modified
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._get(location, params=params, headers=request_headers, attempt=attempt)
-            except _Retry as retry:
-                if retry.wait is not None and retry.wait > MAX_RETRY_AFTER:
-                    raise SourceError(
-                        f"{retry.message}; it asks to retry after {retry.wait:.0f} s",
-                        hint="the next fetch will try again",
-                    ) from None
-                if attempt > self.retries:
-                    raise SourceError(retry.message) from None
-                self.sleep(
-                    retry.wait if retry.wait is not None else self.backoff * 2 ** (attempt - 1)
-                )
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_any(stop_after_attempt(self.retries + 1), _AsksTooLong()),
+            wait=_RetryAfterOrBackoff(wait_exponential(multiplier=self.backoff)),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    return self._get(
+                        location, params=params, headers=request_headers, attempt=number
+                    )
+        except _Retry as retry:
+            if _too_long(retry):
+                raise SourceError(
+                    f"{retry.message}; it asks to retry after {retry.wait:.0f} s",
+                    hint="the next fetch will try again",
+                ) from None
+            raise SourceError(retry.message) from None
+        raise AssertionError("tenacity ends with an answer or an exception")  # pragma: no cover
 
     def _read_file(self, path: Path) -> bytes:
         try:
@@ -214,10 +240,42 @@ def _until(deadline: float, chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _Retry(Exception):
+    """An answer worth asking again for, with the wait the server asked for (if it did)."""
+
     def __init__(self, message: str, *, wait: float | None) -> None:
         super().__init__(message)
         self.message = message
         self.wait = wait
+
+
+def _failure(state: RetryCallState) -> _Retry | None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return error if isinstance(error, _Retry) else None
+
+
+def _too_long(retry: _Retry) -> bool:
+    return retry.wait is not None and retry.wait > MAX_RETRY_AFTER
+
+
+class _AsksTooLong(stop_base):
+    """Stop now: the server asks for a longer wait than a fetch may spend."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        retry = _failure(retry_state)
+        return retry is not None and _too_long(retry)
+
+
+class _RetryAfterOrBackoff(wait_base):
+    """The Retry-After of the failed answer when it gave one, else the backoff strategy's wait."""
+
+    def __init__(self, backoff: wait_base) -> None:
+        self.backoff = backoff
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        retry = _failure(retry_state)
+        if retry is not None and retry.wait is not None:
+            return retry.wait
+        return self.backoff(retry_state)
 
 
 def _retry_after(value: str | None) -> float | None:

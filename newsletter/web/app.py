@@ -20,11 +20,12 @@ from kernel import utcnow
 from newsletter import __version__
 from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
-from newsletter.services import health, stats
+from newsletter.services import health
+from newsletter.services.metrics import read_gauges
 from newsletter.web import api, archive, errors, pages
 from newsletter.web.api.auth import bearer, is_admin
 from newsletter.web.api.subscribers import IMPORT_MAX_BYTES
-from newsletter.web.metrics import Metrics, RequestMetrics, gauge
+from newsletter.web.metrics import CONTENT_TYPE, Metrics, RequestMetrics
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
 from newsletter.web.state import Clock, EditionControls, State, WebState
 
@@ -79,7 +80,9 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
             "the admin API under /api is off (every call answers 401): "
             "set NEWSLETTER_ADMIN_TOKEN to turn it on"
         )
-    metrics = Metrics()
+    metrics = Metrics(
+        database=lambda detailed: read_gauges(app.database, now=clock(), detailed=detailed)
+    )
     state = WebState.build(
         settings=settings,
         database=app.database,
@@ -159,8 +162,8 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     ) -> PlainTextResponse:
         detailed = is_admin(state, credentials)
         return PlainTextResponse(
-            state.metrics.render(_database_gauges(state, detailed=detailed), detailed=detailed),
-            media_type="text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render(detailed=detailed),
+            media_type=CONTENT_TYPE,
             headers={"cache-control": "no-store"},
         )
 
@@ -170,13 +173,3 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     fastapi.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     fastapi.add_middleware(RequestMetrics, metrics=metrics)
     return fastapi
-
-
-def _database_gauges(state: WebState, *, detailed: bool) -> list[str]:
-    gauges = stats.database_gauges(state.database, detailed=detailed, clock=utcnow)
-    if gauges is None:
-        return gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 0})
-    return [
-        *gauge("newsletter_database_up", "Whether the database answered the scrape.", {(): 1}),
-        *[line for item in gauges for line in gauge(item.name, item.help, item.values)],
-    ]
