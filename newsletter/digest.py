@@ -33,9 +33,7 @@ from newsletter.stories import Story as Story
 from newsletter.stories import select_articles as select_articles
 from newsletter.stories import stories_from as stories_from
 from newsletter.stories import window_start as window_start
-
-#: The sections of an edition, in order; subscribers choose among them.
-SECTIONS = ("market", "movers", "stories")
+from subscribers.preferences import SECTIONS as SECTIONS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Workers killed mid-send, and two sends of one edition at once: PostgreSQL, real processes, real SMTP.
 
-DESIGN.md: "A worker can be killed at any moment: the tests do exactly that, and count." Each kill
+A worker can be killed at any moment (README, "Delivery"): these tests do exactly that, and count. Each kill
 test fills PostgreSQL with thousands of confirmed subscribers, builds the demo edition, enqueues it
 due now, and starts three ``newsletter worker --exit-when-idle`` processes that send through an
 aiosmtpd server in this process, which records (recipient, Message-ID) of every message it accepts.
@@ -286,7 +286,8 @@ def duplicate_bound(app: App) -> tuple[int, dict[str, int]]:
 
     Every batch is flushed before the next claim, so nothing else is exposed. One kill therefore
     re-sends at most ``flush_size + WINDOW_PER_CONNECTION * concurrency`` messages: 20 + 2 x 4 = 28
-    here. (DESIGN.md: "duplicates at most one flush batch"; the window is the in-flight part.)
+    here. (README, "Delivery": "at most one unflushed flush is sent twice"; the window is the
+    in-flight part.)
     """
     transport = app.transport()
     sender = app.sender(transport)

@@ -1,4 +1,4 @@
-"""Every SMTP failure ends in the state DESIGN.md's table gives, against a real scripted SMTP server."""
+"""Every SMTP failure ends in the state the README's "Delivery" table gives, against a real scripted SMTP server."""
 
 from __future__ import annotations
 
