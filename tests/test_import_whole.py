@@ -18,7 +18,7 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from subscribers.errors import ImportFileError
 from subscribers.model import Subscriber
-from subscribers.service import import_rows, read_csv
+from subscribers.transfer import import_rows, read_csv
 from tests.web_fixtures import ADMIN_TOKEN, Web, web_db, web_factory  # noqa: F401
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -24,17 +24,9 @@ from subscribers.model import (
     suppress,
     unsubscribe,
 )
-from subscribers.service import (
-    ImportRow,
-    RejectedRow,
-    add_subscriber,
-    export_csv,
-    get_by_email,
-    import_rows,
-    iter_subscribers,
-    read_csv,
-)
+from subscribers.service import add_subscriber, get_by_email, iter_subscribers
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
+from subscribers.transfer import ImportRow, RejectedRow, export_csv, import_rows, read_csv
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)

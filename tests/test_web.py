@@ -24,7 +24,7 @@ from newsletter.services import subscriptions
 from newsletter.services.sending import SendOutcome
 from newsletter.web.command import web as web_command
 from subscribers.model import MailFormat, SubscriberStatus
-from subscribers.service import import_rows, read_csv
+from subscribers.transfer import import_rows, read_csv
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import (
     Web,

@@ -14,7 +14,7 @@ from newsletter.cli.progress import Bars
 from newsletter.services import privacy, stats
 from newsletter.services import subscribers as listing
 from subscribers.model import SubscriberStatus
-from subscribers.service import ImportReport
+from subscribers.transfer import ImportReport
 
 
 @click.group()

@@ -18,7 +18,8 @@ from newsletter.services.editions import Editions
 from newsletter.services.sending import Sending, SendOutcome
 from newsletter.services.sources import Sources
 from subscribers.model import SubscriberStatus
-from subscribers.service import ImportReport, count_subscribers, import_rows, read_csv
+from subscribers.service import count_subscribers
+from subscribers.transfer import ImportReport, import_rows, read_csv
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The operator's view of the list: list and search, add, import, export, look up, delete.
 
 The rules (who may be added, what an import does with a known or suppressed address) live in
-:mod:`subscribers.service`; this module holds the transactions around them for the admin API and the CLI.
+:mod:`subscribers.service` and :mod:`subscribers.transfer`; this module holds the transactions
+around them for the admin API and the CLI.
 """
 
 from __future__ import annotations
@@ -23,16 +24,9 @@ from newsletter.services.subscriptions import Mail, Recipient, confirmation_mail
 from subscribers import signup
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.privacy import Removal
-from subscribers.service import (
-    EXPORT_COLUMNS,
-    ImportReport,
-    add_subscriber,
-    export_csv,
-    import_rows,
-    iter_subscribers,
-    read_csv,
-)
+from subscribers.service import add_subscriber, iter_subscribers
 from subscribers.tokens import TokenSigner
+from subscribers.transfer import EXPORT_COLUMNS, ImportReport, export_csv, import_rows, read_csv
 
 #: Subscribers per chunk of a streamed export.
 EXPORT_CHUNK = 500
