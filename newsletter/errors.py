@@ -19,6 +19,7 @@ __all__ = [
     "RenderError",
     "SourceError",
     "TransportError",
+    "UnknownEndpoint",
     "UsageError",
 ]
 
@@ -61,3 +62,7 @@ class TransportError(NewsletterError):
 
 class DeliveryStateError(NewsletterError):
     """A delivery is in a state that does not allow the requested move."""
+
+
+class UnknownEndpoint(NewsletterError):
+    """No webhook endpoint has the id given."""

@@ -21,6 +21,7 @@ from newsletter.config import Settings
 from newsletter.services import privacy
 from newsletter.services.queued import Transactions
 from newsletter.services.subscriptions import Mail, Recipient, confirmation_mail
+from newsletter.webhooks import events
 from subscribers import signup
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.privacy import Removal
@@ -101,6 +102,10 @@ def add(
             now=now,
         )
         nonce = None
+        if created and confirmed:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, subscriber, now=now, via="operator"
+            )
         if created and not confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
     mail = None

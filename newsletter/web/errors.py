@@ -24,6 +24,7 @@ from newsletter.errors import (
     RenderError,
     SourceError,
     TransportError,
+    UnknownEndpoint,
     UsageError,
 )
 from newsletter.web.security import HEADERS, PAGE_POLICY
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidAddress, 422),
     (UnknownSubscriber, 404),
+    (UnknownEndpoint, 404),
     (SuppressedAddress, 409),
     (IllegalTransition, 409),
     (ImportFileError, 422),
