@@ -56,7 +56,7 @@ class Worker:
     transport: Callable[[], Transport]
     sender: SenderFactory
     #: The outgoing webhooks' delivery step, run between batches (None: webhooks are not sent).
-    webhooks: Callable[[], WebhookSender] | None = None
+    webhooks: Callable[[Callable[[], datetime]], WebhookSender] | None = None
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
         with self.database.transaction(readonly=True) as session:
@@ -101,7 +101,7 @@ class Worker:
         report = WorkerReport()
         transport = self.transport()
         sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
-        hooks = self.webhooks() if self.webhooks is not None else None
+        hooks = self.webhooks(clock) if self.webhooks is not None else None
         try:
             while not stop.is_set():
                 worked = False
