@@ -8,6 +8,7 @@ a subscriber is their id and address only (no name, no IP, no token or personal 
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from collections.abc import Mapping
@@ -21,22 +22,27 @@ from kernel import utcnow
 from newsletter.models import Issue, WebhookDelivery, WebhookEndpoint, WebhookStatus
 from subscribers.model import Subscriber
 
-SUBSCRIBER_CONFIRMED = "subscriber.confirmed"
-SUBSCRIBER_UNSUBSCRIBED = "subscriber.unsubscribed"
-SUBSCRIBER_SUPPRESSED = "subscriber.suppressed"
-EDITION_SENT = "edition.sent"
-DELIVERY_BOUNCED = "delivery.bounced"
-DELIVERY_COMPLAINED = "delivery.complained"
 
-#: Every event an endpoint may ask for, in the order the docs list them.
-EVENT_TYPES: tuple[str, ...] = (
-    SUBSCRIBER_CONFIRMED,
-    SUBSCRIBER_UNSUBSCRIBED,
-    SUBSCRIBER_SUPPRESSED,
-    EDITION_SENT,
-    DELIVERY_BOUNCED,
-    DELIVERY_COMPLAINED,
-)
+class WebhookEvent(enum.StrEnum):
+    """The events an endpoint may ask for, in the order the docs list them."""
+
+    SUBSCRIBER_CONFIRMED = "subscriber.confirmed"
+    SUBSCRIBER_UNSUBSCRIBED = "subscriber.unsubscribed"
+    SUBSCRIBER_SUPPRESSED = "subscriber.suppressed"
+    EDITION_SENT = "edition.sent"
+    DELIVERY_BOUNCED = "delivery.bounced"
+    DELIVERY_COMPLAINED = "delivery.complained"
+
+
+SUBSCRIBER_CONFIRMED = WebhookEvent.SUBSCRIBER_CONFIRMED.value
+SUBSCRIBER_UNSUBSCRIBED = WebhookEvent.SUBSCRIBER_UNSUBSCRIBED.value
+SUBSCRIBER_SUPPRESSED = WebhookEvent.SUBSCRIBER_SUPPRESSED.value
+EDITION_SENT = WebhookEvent.EDITION_SENT.value
+DELIVERY_BOUNCED = WebhookEvent.DELIVERY_BOUNCED.value
+DELIVERY_COMPLAINED = WebhookEvent.DELIVERY_COMPLAINED.value
+
+#: Every event type, in the documented order.
+EVENT_TYPES: tuple[str, ...] = tuple(event.value for event in WebhookEvent)
 
 #: The type of the message ``newsletter webhooks test`` posts (never queued, never subscribed to).
 TEST_EVENT = "webhook.test"
