@@ -218,6 +218,7 @@ class App:
             batch_size=settings.webhook_batch_size,
             timeout=settings.webhook_timeout,
             lease=timedelta(seconds=settings.lease_seconds),
+            keep=timedelta(days=settings.webhook_keep_days),
             clock=clock,
         )
 

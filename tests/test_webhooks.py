@@ -19,7 +19,7 @@ from werkzeug import Request
 
 from newsletter.bootstrap import App
 from newsletter.models import WebhookDelivery, WebhookEndpoint, WebhookStatus
-from newsletter.services import subscribers, subscriptions, webhooks
+from newsletter.services import privacy, subscribers, subscriptions, webhooks
 from newsletter.webhooks import events, outbound
 from subscribers.service import add_subscriber
 from tests.conftest import FIXED_NOW, free_port
@@ -330,3 +330,42 @@ def test_the_worker_posts_what_is_due(
     assert report.webhooks_delivered == 1
     (request,) = received(receiver)
     assert json.loads(request.get_data(as_text=True)) == verified(request, created.secret)
+
+
+def test_erasing_a_subscriber_drops_the_messages_about_them(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
+    app = app_factory(database_url=database_url)
+    register(app, "http://127.0.0.1:9/hook")
+    with app.database.transaction() as session:
+        for name in ("erased", "kept"):
+            subscriber, _ = add_subscriber(session, f"{name}@example.org", confirmed=True)
+            events.emit_about(session, events.SUBSCRIBER_CONFIRMED, subscriber, now=FIXED_NOW)
+    privacy.erase_address(app.database, "erased@example.org", now=FIXED_NOW)
+    with app.database.transaction(readonly=True) as session:
+        payloads = session.scalars(select(WebhookDelivery.payload)).all()
+    assert len(payloads) == 1
+    assert "kept@example.org" in payloads[0]
+
+
+def test_delivered_messages_are_kept_for_a_while_then_deleted(
+    app_factory: Callable[..., App], sqlite_url: str, receiver: HTTPServer
+) -> None:
+    app = app_factory(database_url=sqlite_url, webhook_keep_days=2)
+    receiver.expect_request("/hook", method="POST").respond_with_data("ok")
+    register(app, receiver.url_for("/hook"))
+    with app.database.transaction() as session:
+        subscriber, _ = add_subscriber(session, "old@example.org", confirmed=True)
+        events.emit_about(session, events.SUBSCRIBER_CONFIRMED, subscriber, now=FIXED_NOW)
+    clock = Clock()
+    hooks = app.webhook_sender(clock)
+    try:
+        assert hooks.deliver_due().delivered == 1
+        clock.advance(86400)
+        hooks.deliver_due()
+        assert queued(app) == {"delivered": 1}
+        clock.advance(86400 + 3600)
+        hooks.deliver_due()
+        assert queued(app) == {}
+    finally:
+        hooks.close()

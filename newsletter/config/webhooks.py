@@ -32,3 +32,8 @@ class WebhookSettings(BaseModel):
     webhook_batch_size: int = Field(
         default=50, ge=1, le=1000, description="Webhook messages a worker claims at once."
     )
+    webhook_keep_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days a delivered webhook message is kept (for 'webhooks show' and audits).",
+    )

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 URL_MAX = 2000
 DESCRIPTION_MAX = 200
+#: How often the delivery step deletes old delivered messages.
+PURGE_EVERY = timedelta(hours=1)
 
 
 def new_secret() -> str:
@@ -324,9 +326,12 @@ class WebhookSender:
     batch_size: int
     timeout: float
     lease: timedelta = timedelta(minutes=5)
+    #: How long a delivered message is kept.
+    keep: timedelta = timedelta(days=30)
     clock: Callable[[], datetime] = utcnow
     owner: str = field(default_factory=lambda: f"{worker_name()}:{uuid.uuid4().hex[:8]}")
     _client: httpx.Client | None = None
+    _purged_at: datetime | None = None
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -336,6 +341,7 @@ class WebhookSender:
     def deliver_due(self) -> WebhookReport:
         """One pass over what is due now (at most one batch)."""
         report = WebhookReport()
+        self._purge()
         with self.database.transaction() as session:
             claimed = outbound.claim(
                 session,
@@ -385,6 +391,20 @@ class WebhookSender:
             with self.database.transaction() as session:
                 outbound.release(session, skipped, owner=self.owner)
         return report
+
+    def _purge(self) -> None:
+        """Delete the delivered messages older than ``keep``, at most once an hour."""
+        now = self.clock()
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = now
+        with self.database.transaction() as session:
+            session.execute(
+                delete(WebhookDelivery).where(
+                    WebhookDelivery.status == WebhookStatus.DELIVERED,
+                    WebhookDelivery.delivered_at < now - self.keep,
+                )
+            )
 
     def next_due(self) -> datetime | None:
         """When the next message may be tried (None: nothing waits for an enabled endpoint)."""
