@@ -22,8 +22,10 @@ from newsletter.models import WebhookDelivery, WebhookEndpoint, WebhookStatus
 from newsletter.services import privacy, subscribers, subscriptions, webhooks
 from newsletter.webhooks import events, outbound
 from subscribers.service import add_subscriber
-from tests.conftest import FIXED_NOW, free_port
+from tests.conftest import FIXED_NOW, SmtpServer, free_port
 from tests.test_bounces import complaint, dsn
+from tests.test_delivery import smtp_app
+from tests.test_unsubscribe_mailbox import request as unsubscribe_request
 
 EDITION = date(2026, 11, 24)
 
@@ -369,3 +371,43 @@ def test_delivered_messages_are_kept_for_a_while_then_deleted(
         assert queued(app) == {}
     finally:
         hooks.close()
+
+
+def payloads(app: App) -> list[dict[str, Any]]:
+    with app.database.transaction(readonly=True) as session:
+        rows = session.scalars(select(WebhookDelivery.payload).order_by(WebhookDelivery.id)).all()
+    return [json.loads(row) for row in rows]
+
+
+def test_a_relay_refusing_a_recipient_for_good_is_a_suppression_event(
+    app_factory: Callable[..., App], database_url: str, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.replies["refused@example.com"] = "550 5.1.1 No such user"
+    app, _ = smtp_app(app_factory, database_url, smtp_server)
+    register(app, "http://127.0.0.1:9/hook", ["subscriber.suppressed"])
+    with app.database.transaction() as session:
+        for address in ("refused@example.com", "fine@example.com"):
+            add_subscriber(session, address, confirmed=True)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW)
+    (body,) = payloads(app)
+    assert body["type"] == "subscriber.suppressed"
+    assert body["data"]["subscriber"]["email"] == "refused@example.com"
+    assert body["data"]["status"] == "bounced"
+    assert "550" in body["data"]["reason"]
+
+
+def test_a_mailed_unsubscribe_request_is_an_event(
+    app_factory: Callable[..., App], database_url: str, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "unsubscribe"
+    app = app_factory(database_url=database_url, unsubscribe_mailbox=inbox)
+    register(app, "http://127.0.0.1:9/hook", ["subscriber.unsubscribed"])
+    with app.database.transaction() as session:
+        add_subscriber(session, "leaving@example.org", confirmed=True)
+    box = mailbox.Maildir(inbox, create=True)
+    box.add(unsubscribe_request("leaving@example.org", "unsubscribe"))
+    app.mailboxes.process_unsubscribes(inbox, now=FIXED_NOW)
+    (body,) = payloads(app)
+    assert body["type"] == "subscriber.unsubscribed"
+    assert body["data"]["via"] == "mailto"
+    assert body["data"]["subscriber"]["email"] == "leaving@example.org"
