@@ -411,3 +411,29 @@ def test_a_mailed_unsubscribe_request_is_an_event(
     assert body["type"] == "subscriber.unsubscribed"
     assert body["data"]["via"] == "mailto"
     assert body["data"]["subscriber"]["email"] == "leaving@example.org"
+
+
+def test_the_webhook_loop_of_the_web_process_posts_until_stopped(
+    app_factory: Callable[..., App], sqlite_url: str, receiver: HTTPServer
+) -> None:
+    app = app_factory(database_url=sqlite_url)
+    receiver.expect_request("/hook", method="POST").respond_with_data("ok")
+    register(app, receiver.url_for("/hook"))
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=app.worker.deliver_webhooks, kwargs={"stop": stop, "poll_seconds": 0.1}
+    )
+    loop.start()
+    try:
+        with app.database.transaction() as session:
+            subscriber, _ = add_subscriber(session, "live@example.org", confirmed=True)
+            events.emit_about(session, events.SUBSCRIBER_CONFIRMED, subscriber)
+        for _ in range(200):
+            if received(receiver):
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        loop.join()
+    assert len(received(receiver)) == 1
+    assert queued(app) == {"delivered": 1}

@@ -24,7 +24,7 @@ from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
 from newsletter.services.sending import SenderFactory
-from newsletter.services.webhooks import WebhookSender
+from newsletter.services.webhooks import WebhookReport, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +143,38 @@ class Worker:
             sender.close()
             transport.close()
         return report
+
+    def deliver_webhooks(
+        self,
+        *,
+        stop: threading.Event,
+        poll_seconds: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> WebhookReport:
+        """Post the outgoing webhooks alone until ``stop`` is set (``newsletter web`` runs this, so
+        that messages go out where no worker runs; with workers too, the claims keep each message
+        to one of them). A failing pass is logged and tried again: the web process goes on."""
+        total = WebhookReport()
+        if self.webhooks is None:
+            return total
+        hooks = self.webhooks(clock)
+        try:
+            while not stop.is_set():
+                try:
+                    posted = hooks.deliver_due()
+                    due = hooks.next_due()
+                except Exception:  # logged (log.exception); the next pass tries again
+                    log.exception("webhook delivery failed; trying again in %s s", poll_seconds)
+                    stop.wait(poll_seconds)
+                    continue
+                total.delivered += posted.delivered
+                total.failed += posted.failed
+                if posted.attempted:
+                    continue
+                wait = poll_seconds
+                if due is not None:
+                    wait = min(wait, max((due - clock()).total_seconds(), 0.2))
+                stop.wait(wait)
+        finally:
+            hooks.close()
+        return total
