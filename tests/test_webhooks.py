@@ -15,7 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
-from werkzeug import Request
+from werkzeug import Request, Response
 
 from newsletter.bootstrap import App
 from newsletter.models import WebhookDelivery, WebhookEndpoint, WebhookStatus
@@ -437,3 +437,33 @@ def test_the_webhook_loop_of_the_web_process_posts_until_stopped(
         loop.join()
     assert len(received(receiver)) == 1
     assert queued(app) == {"delivered": 1}
+
+
+def test_a_message_the_receiver_always_refuses_does_not_hold_back_the_others(
+    app_factory: Callable[..., App], sqlite_url: str, receiver: HTTPServer
+) -> None:
+    def answer(request: Request) -> Response:
+        refused = "poison@" in request.get_data(as_text=True)
+        return Response("bad payload" if refused else "ok", status=400 if refused else 200)
+
+    app = app_factory(database_url=sqlite_url)
+    receiver.expect_request("/hook", method="POST").respond_with_handler(answer)
+    register(app, receiver.url_for("/hook"))
+    with app.database.transaction() as session:
+        for name in ("poison", "good"):
+            subscriber, _ = add_subscriber(session, f"{name}@example.org", confirmed=True)
+            events.emit_about(session, events.SUBSCRIBER_CONFIRMED, subscriber, now=FIXED_NOW)
+    clock = Clock()
+    hooks = app.webhook_sender(clock)
+    try:
+        first = hooks.deliver_due()
+        assert (first.delivered, first.failed) == (0, 1)  # the rest of the pass waits
+        clock.advance(30)
+        second = hooks.deliver_due()
+        assert (second.delivered, second.failed) == (1, 1)  # the refused one went behind
+    finally:
+        hooks.close()
+    endpoint = webhooks.endpoints(app.database)[0]
+    assert endpoint.enabled and endpoint.consecutive_failures == 1
+    assert endpoint.last_error == "HTTP 400: bad payload"
+    assert (endpoint.pending, endpoint.delivered) == (1, 1)
