@@ -169,3 +169,19 @@ def test_the_openapi_schema_covers_the_endpoints(web: Web, tmp_path: Path) -> No
         "delivery.bounced",
         "delivery.complained",
     ]
+
+
+def test_newsletter_worker_posts_the_webhooks(
+    make_settings: Callable[..., object], sqlite_url: str, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    assert invoke(sqlite_url, "add", httpserver.url_for("/hook")).exit_code == 0
+    env = {"NEWSLETTER_CONFIG": "examples/demo.toml", "NEWSLETTER_DATABASE_URL": sqlite_url}
+    runner = CliRunner()
+    added = runner.invoke(cli, ["subscribers", "add", "ada@example.org", "--confirmed"], env=env)
+    assert added.exit_code == 0, added.output
+    worked = runner.invoke(cli, ["worker", "--exit-when-idle"], env=env)
+    assert worked.exit_code == 0, worked.output
+    assert "Webhooks: 1 delivered, 0 failed attempts" in worked.stdout
+    (request, _), *_ = httpserver.log
+    assert json.loads(request.get_data(as_text=True))["type"] == "subscriber.confirmed"
