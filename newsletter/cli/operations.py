@@ -135,7 +135,7 @@ def bounces_receive(context: Context, path: Path) -> None:
         f"{receipt.provider} event {receipt.event_id}: {receipt.result}", markup=False
     )
     for item in receipt.recipients:
-        context.console.print(f"{item.recipient}\t{item.kind}\t{item.outcome}", markup=False)
+        click.echo(f"{item.recipient}\t{item.kind}\t{item.outcome}")
     if receipt.note:
         context.err.print(receipt.note, markup=False)
 
