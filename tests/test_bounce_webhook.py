@@ -359,14 +359,21 @@ def test_a_short_secret_is_a_settings_error_outside_the_demo(
     ],
 )
 def test_bad_input_is_a_400_an_operator_can_act_on(
-    quiet_site: Site, body: bytes, content_type: str, expected: str
+    quiet_site: Site,
+    body: bytes,
+    content_type: str,
+    expected: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = quiet_site.bounce_rows()
-    answer = quiet_site.post(body, headers={"content-type": content_type})
+    with caplog.at_level(logging.WARNING, logger="newsletter.services.bounce_webhook"):
+        answer = quiet_site.post(body, headers={"content-type": content_type})
     assert answer.status_code == 400, answer.text
     assert expected in answer.json()["error"]
     assert answer.json()["hint"]
     assert quiet_site.bounce_rows() == before
+    # A provider does not retry a 4xx: the log tells the operator what was refused.
+    assert any(expected in record.getMessage() for record in caplog.records)
 
 
 def test_an_oversize_body_is_a_413(quiet_site: Site) -> None:

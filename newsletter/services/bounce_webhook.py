@@ -23,7 +23,7 @@ from newsletter.delivery.provider_events import (
     confirm_subscription,
     read_event,
 )
-from newsletter.errors import UsageError
+from newsletter.errors import ReportError, UsageError
 from newsletter.services.queued import Transactions
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,12 @@ def receive(
     confirm: Callable[[str], None] = confirm_subscription,
 ) -> Receipt:
     """Apply one posted event; :class:`~newsletter.errors.ReportError` when it cannot be read."""
-    event = read_event(body, content_type)
+    try:
+        event = read_event(body, content_type)
+    except ReportError as exc:
+        # A provider does not retry a 4xx: the server log is where the operator learns of it.
+        log.warning("bounce webhook: refused a %d-byte body: %s", len(body), exc.message)
+        raise
     if isinstance(event, SubscriptionRequest):
         return _subscription(event, confirm_sns=confirm_sns, confirm=confirm)
     return _apply(database, event, source=f"webhook:{event.provider}", now=now)
