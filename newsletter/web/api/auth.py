@@ -58,7 +58,7 @@ def require_webhook_secret(
         given = basic_credentials.password
     else:
         given = ""
-    # Both sides are compared in full whatever was given: the time says nothing about the secret.
+    # compare_digest: the time taken does not tell how much of a guess was right.
     if not hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.get_secret_value().encode()
     ):
