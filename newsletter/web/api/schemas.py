@@ -202,3 +202,26 @@ class EditionStatsOut(BaseModel):
     complaints: int
     unsubscribes: int
     sent_at: datetime | None
+
+
+class WebhookRecipient(BaseModel):
+    recipient: str
+    kind: str = Field(description="hard, soft or complaint.")
+    outcome: str = Field(
+        description=(
+            "suppressed; counted (a soft bounce, or an address already suppressed); ignored (no "
+            "subscriber has the address); already-processed (the event came before)."
+        )
+    )
+
+
+class WebhookReceipt(BaseModel):
+    provider: str = Field(description="ses, postmark, mailgun or message (a raw report).")
+    event_id: str = Field(description="The event's name; a redelivery carries the same.")
+    result: str = Field(
+        description=(
+            "processed, already-processed, ignored, subscription-confirmed or subscription-pending."
+        )
+    )
+    recipients: list[WebhookRecipient]
+    note: str | None = None
