@@ -22,6 +22,7 @@ from newsletter.services import privacy
 from newsletter.services.queued import Transactions
 from newsletter.services.subscriptions import Mail, Recipient, confirmation_mail
 from subscribers import signup
+from subscribers.formats import ImportFormat
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.privacy import Removal
 from subscribers.service import add_subscriber, iter_subscribers
@@ -139,13 +140,16 @@ def import_csv(
     confirmed: bool,
     source: str,
     now: datetime | None,
+    source_format: ImportFormat = ImportFormat.AUTO,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import a CSV file (email[,name,timezone]); the good rows import, each bad one is reported."""
+    """Import a CSV file (email[,name,timezone]) or another tool's export (``source_format``, or
+    told by the header); the good rows import, each bad one is reported."""
     return import_rows(
         database.transaction,
         read_csv(
             path,
+            source_format=source_format,
             max_field_chars=settings.import_max_field_chars,
             max_line_chars=settings.import_max_line_chars,
         ),
