@@ -71,6 +71,26 @@ class SubscriberOut(BaseModel):
         )
 
 
+class CoinOut(BaseModel):
+    id: str = Field(description="The market data's coin id, e.g. monero.")
+    label: str = Field(description="Its name and symbol, e.g. Monero (XMR).")
+
+
+class CoinPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[CoinOut]
+
+
+class Watchlist(BaseModel):
+    coins: list[str] | None = Field(
+        max_length=100,
+        description="Coin ids from GET /api/coins, in any order (stored in the list's order); "
+        "null for the newsletter's own coins.",
+    )
+
+
 class SubscriberPage(BaseModel):
     total: int
     limit: int
