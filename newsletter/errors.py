@@ -17,6 +17,7 @@ __all__ = [
     "IssueStateError",
     "NewsletterError",
     "RenderError",
+    "ReportError",
     "SourceError",
     "TransportError",
     "UnknownEndpoint",
@@ -62,6 +63,12 @@ class TransportError(NewsletterError):
 
 class DeliveryStateError(NewsletterError):
     """A delivery is in a state that does not allow the requested move."""
+
+
+class ReportError(NewsletterError):
+    """A bounce or complaint report (a provider's event, a posted message) cannot be read."""
+
+    exit_code = 2
 
 
 class UnknownEndpoint(NewsletterError):

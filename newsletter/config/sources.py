@@ -90,7 +90,8 @@ class MarketSettings(BaseModel):
         default=100,
         ge=0,
         le=250,
-        description="How many coins by market cap the top gainers and losers are drawn from (0: off).",
+        description="How many coins by market cap the top gainers and losers are drawn from, "
+        "and readers may follow besides the newsletter's coins (0: off).",
     )
     fear_greed_url: str | None = Field(
         default="https://api.alternative.me/fng/",

@@ -324,6 +324,23 @@ def _announce_report(
     )
 
 
+def apply_reports(
+    session: Session,
+    reports: list[Report] | tuple[Report, ...],
+    *,
+    source: str,
+    now: datetime,
+    summary: BounceSummary,
+) -> list[str]:
+    """Apply the reports of one message or event, as :func:`record_report` does; tally them."""
+    outcomes = []
+    for report in reports:
+        outcome = record_report(session, report, source=source, now=now)
+        _tally(summary, report, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
 def process_mailbox(database: Database, path: Path, *, now: datetime) -> BounceSummary:
     """Read every message of a Maildir or mbox; apply the reports among them."""
     summary = BounceSummary()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.coins import coin_labels
+from newsletter.coins import followable_coins as followable
 from newsletter.config import Settings
 from newsletter.services.queued import Transactions
 from newsletter.webhooks import events
@@ -209,18 +210,29 @@ class Coin:
 _coin_cache: dict[tuple[str, ...], tuple[float, list[Coin]]] = {}
 
 
-def watchable_coins(database: Transactions, coin_ids: Sequence[str]) -> list[Coin]:
-    """The coins a subscriber can watch, named as the market data names them (cached a while)."""
-    ids = tuple(coin_ids)
+def followable_coins(database: Transactions, default_coins: Sequence[str]) -> list[Coin]:
+    """The coins a reader may follow, named as the market data names them (cached a while): the
+    newsletter's own coins, then every coin the market source returned lately, by market cap."""
+    ids = tuple(default_coins)
     cached = _coin_cache.get(ids)
     if cached and time.monotonic() - cached[0] < COINS_CACHE_SECONDS:
         return cached[1]
     with database.transaction(readonly=True) as session:
-        named = coin_labels(session, ids)
-    coins = [Coin(coin, named.labels[coin]) for coin in ids]
-    if named.complete:  # cache only once the market data names every coin
+        coins = [Coin(coin, label) for coin, label in followable(session, ids)]
+        complete = coin_labels(session, ids).complete
+    if complete:  # cache only once the market data names every coin
         _coin_cache[ids] = (time.monotonic(), coins)
     return coins
+
+
+def matching(coins: Sequence[Coin], query: str) -> list[Coin]:
+    """The coins whose id, name or symbol contain ``query`` (any case); all for an empty query."""
+    needle = query.strip().casefold()
+    if not needle:
+        return list(coins)
+    return [
+        coin for coin in coins if needle in coin.id.casefold() or needle in coin.label.casefold()
+    ]
 
 
 def member(database: Transactions, link: LinkClaim) -> Member | None:

@@ -11,7 +11,9 @@ from newsletter.services.archive import EditionSummary
 from newsletter.services.webhooks import Endpoint
 from newsletter.webhooks.events import WebhookEvent
 from subscribers import signup
+from subscribers.formats import ImportFormat
 from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.transfer import ImportReport
 
 #: The largest id or offset a request may give (beyond it no row exists).
 MAX_ID = 2**62
@@ -71,6 +73,26 @@ class SubscriberOut(BaseModel):
         )
 
 
+class CoinOut(BaseModel):
+    id: str = Field(description="The market data's coin id, e.g. monero.")
+    label: str = Field(description="Its name and symbol, e.g. Monero (XMR).")
+
+
+class CoinPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[CoinOut]
+
+
+class Watchlist(BaseModel):
+    coins: list[str] | None = Field(
+        max_length=100,
+        description="Coin ids from GET /api/coins, in any order (stored in the list's order); "
+        "null for the newsletter's own coins.",
+    )
+
+
 class SubscriberPage(BaseModel):
     total: int
     limit: int
@@ -102,10 +124,36 @@ class Rejected(BaseModel):
 
 
 class ImportResult(BaseModel):
-    added: int
-    already_present: int
-    suppressed: int
-    rejected: list[Rejected]
+    format: ImportFormat = Field(
+        description="The format the file was read as (the one chosen, or the one auto found)."
+    )
+    added: int = Field(description="New subscribers: confirmed + pending.")
+    confirmed: int = Field(description="New subscribers added as confirmed.")
+    pending: int = Field(description="New subscribers added as pending (to confirm).")
+    newly_suppressed: int = Field(
+        description="Addresses the file shows as unsubscribed, cleaned, bounced or complained, "
+        "suppressed now (never confirmed)."
+    )
+    unchanged: int = Field(description="already_present + suppressed: rows that changed nothing.")
+    already_present: int = Field(description="Already on the list; not changed.")
+    suppressed: int = Field(description="Suppressed here earlier (left); not re-added.")
+    rejected: list[Rejected] = Field(description="Rows not imported, with their line and reason.")
+
+    @classmethod
+    def of(cls, report: ImportReport) -> ImportResult:
+        return cls(
+            format=ImportFormat(report.format),
+            added=report.added,
+            confirmed=report.confirmed,
+            pending=report.pending,
+            newly_suppressed=report.newly_suppressed,
+            unchanged=report.unchanged,
+            already_present=report.already_present,
+            suppressed=report.suppressed,
+            rejected=[
+                Rejected(line=r.line, value=r.value, reason=r.reason) for r in report.rejected
+            ],
+        )
 
 
 class Address(BaseModel):
@@ -204,6 +252,29 @@ class EditionStatsOut(BaseModel):
     complaints: int
     unsubscribes: int
     sent_at: datetime | None
+
+
+class WebhookRecipient(BaseModel):
+    recipient: str
+    kind: str = Field(description="hard, soft or complaint.")
+    outcome: str = Field(
+        description=(
+            "suppressed; counted (a soft bounce, or an address already suppressed); ignored (no "
+            "subscriber has the address); already-processed (the event came before)."
+        )
+    )
+
+
+class WebhookReceipt(BaseModel):
+    provider: str = Field(description="ses, postmark, mailgun or message (a raw report).")
+    event_id: str = Field(description="The event's name; a redelivery carries the same.")
+    result: str = Field(
+        description=(
+            "processed, already-processed, ignored, subscription-confirmed or subscription-pending."
+        )
+    )
+    recipients: list[WebhookRecipient]
+    note: str | None = None
 
 
 # outgoing webhooks
