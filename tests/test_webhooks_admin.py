@@ -14,6 +14,8 @@ from standardwebhooks import Webhook
 
 from newsletter.cli import cli
 from newsletter.models import WebhookDelivery
+from subscribers.service import add_subscriber
+from tests import provider_payloads
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import Web, list_unsubscribe_url, path_of, web, web_db, web_factory
 
@@ -185,3 +187,29 @@ def test_newsletter_worker_posts_the_webhooks(
     assert "Webhooks: 1 delivered, 0 failed attempts" in worked.stdout
     (request, _), *_ = httpserver.log
     assert json.loads(request.get_data(as_text=True))["type"] == "subscriber.confirmed"
+
+
+def test_a_providers_bounce_posted_to_the_incoming_webhook_is_an_outgoing_event(
+    web_factory: Callable[..., Web], database_url: str
+) -> None:
+    secret = "webhook-secret-0123456789abcdef-0123456789"
+    web = web_factory(database_url, webhook_secret=secret)
+    web.client.post(
+        "/api/webhooks/endpoints",
+        headers=web.admin(),
+        json={"url": "https://hooks.example.com/h", "events": ["delivery.bounced"]},
+    )
+    with web.app.database.transaction() as session:
+        add_subscriber(session, "gone@example.org", confirmed=True)
+    answer = web.client.post(
+        "/api/webhooks/bounces",
+        headers={"Authorization": f"Bearer {secret}"},
+        json=provider_payloads.postmark_bounce("gone@example.org"),
+    )
+    assert answer.status_code == 200, answer.text
+    with web.app.database.transaction(readonly=True) as session:
+        (payload,) = session.scalars(select(WebhookDelivery.payload)).all()
+    body = json.loads(payload)
+    assert body["type"] == "delivery.bounced"
+    assert body["data"]["subscriber"]["email"] == "gone@example.org"
+    assert body["data"]["kind"] == "hard"
