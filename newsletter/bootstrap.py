@@ -24,7 +24,7 @@ from newsletter.services.mailboxes import Mailboxes
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
 from newsletter.services.sources import Sources
-from newsletter.services.webhooks import WebhookSender
+from newsletter.services.webhook_delivery import WebhookSender
 from newsletter.services.worker import Worker
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher

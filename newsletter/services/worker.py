@@ -24,7 +24,7 @@ from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
 from newsletter.services.sending import SenderFactory
-from newsletter.services.webhooks import WebhookReport, WebhookSender
+from newsletter.services.webhook_delivery import WebhookReport, WebhookSender
 
 log = logging.getLogger(__name__)
 
