@@ -65,11 +65,15 @@ class WebhookSender:
         """One pass over what is due now (at most one batch)."""
         report = WebhookReport()
         self._purge()
+        now = self.clock()
+        with self.database.transaction(readonly=True) as session:
+            if not outbound.anything_due(session, now=now):
+                return report  # no write transaction (SQLite's lock) for an empty queue
         with self.database.transaction() as session:
             claimed = outbound.claim(
                 session,
                 owner=self.owner,
-                now=self.clock(),
+                now=now,
                 lease=self.lease,
                 limit=self.batch_size,
             )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
@@ -82,22 +82,33 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def claim(
-    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[Claimed]:
-    """Take up to ``limit`` due messages of endpoints that may be tried now, oldest due first."""
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The messages that may be claimed at ``now``."""
     open_endpoints = select(WebhookEndpoint.id).where(
         WebhookEndpoint.enabled.is_(True),
         or_(WebhookEndpoint.retry_at.is_(None), WebhookEndpoint.retry_at <= now),
     )
+    return (
+        WebhookDelivery.status == WebhookStatus.PENDING,
+        WebhookDelivery.next_attempt_at <= now,
+        or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+        WebhookDelivery.endpoint_id.in_(open_endpoints),
+    )
+
+
+def anything_due(session: Session, *, now: datetime) -> bool:
+    return (
+        session.execute(select(WebhookDelivery.id).where(*_due(now)).limit(1)).first() is not None
+    )
+
+
+def claim(
+    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[Claimed]:
+    """Take up to ``limit`` due messages of endpoints that may be tried now, oldest due first."""
     due = (
         select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.status == WebhookStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            WebhookDelivery.endpoint_id.in_(open_endpoints),
-        )
+        .where(*_due(now))
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
