@@ -3,8 +3,9 @@ of processes and hosts.
 
 Workers coordinate only through the ledger (claims under leases), so they can be started, killed
 and restarted at any moment. A worker serves every edition that is sending (or one edition date),
-posts the outgoing webhooks that are due between batches, sleeps until the next row or message is
-due, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had claimed but not sent.
+posts the outgoing webhooks that are due between its passes over the editions, sleeps until the
+next row or message is due, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had
+claimed but not sent.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Worker:
     database: Database
     transport: Callable[[], Transport]
     sender: SenderFactory
-    #: The outgoing webhooks' delivery step, run between batches (None: webhooks are not sent).
+    #: The outgoing webhooks' delivery step, run between passes (None: webhooks are not sent).
     webhooks: Callable[[Callable[[], datetime]], WebhookSender] | None = None
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
