@@ -16,9 +16,12 @@ __all__ = [
     "EditionRace",
     "IssueStateError",
     "NewsletterError",
+    "PlacementConflict",
     "RenderError",
     "SourceError",
+    "SponsorError",
     "TransportError",
+    "UnknownPlacement",
     "UsageError",
 ]
 
@@ -61,3 +64,17 @@ class TransportError(NewsletterError):
 
 class DeliveryStateError(NewsletterError):
     """A delivery is in a state that does not allow the requested move."""
+
+
+class SponsorError(NewsletterError):
+    """A sponsor placement cannot be added or removed as asked (bad field, overlapping dates)."""
+
+    exit_code = 2
+
+
+class UnknownPlacement(SponsorError):
+    """No sponsor placement has that id."""
+
+
+class PlacementConflict(SponsorError):
+    """A placement clashes with what exists: overlapping dates, or removing one that ran."""

@@ -21,9 +21,12 @@ from newsletter.errors import (
     DatabaseError,
     IssueStateError,
     NewsletterError,
+    PlacementConflict,
     RenderError,
     SourceError,
+    SponsorError,
     TransportError,
+    UnknownPlacement,
     UsageError,
 )
 from newsletter.web.security import HEADERS, PAGE_POLICY
@@ -52,6 +55,9 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidPreferences, 422),
     (SubscriberError, 422),
     (UsageError, 422),
+    (UnknownPlacement, 404),
+    (PlacementConflict, 409),
+    (SponsorError, 422),
     (IssueStateError, 409),
     (DatabaseError, 503),
     (TransportError, 503),
