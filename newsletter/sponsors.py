@@ -342,16 +342,17 @@ def report(session: Session) -> list[PlacementReport]:
             .order_by(Issue.edition_date)
         )
     )
-    sent = dict(
-        session.execute(
+    sent = {
+        issue_id: int(total or 0)
+        for issue_id, total in session.execute(
             select(DeliveryCount.issue_id, func.sum(DeliveryCount.count))
             .where(
                 DeliveryCount.status == DeliveryStatus.SENT.value,
                 DeliveryCount.issue_id.in_([row.id for row in issues]),
             )
             .group_by(DeliveryCount.issue_id)
-        ).tuples()
-    )
+        )
+    }
     clicks = {
         (row.placement_id, row.edition_date): row.clicks
         for row in session.scalars(select(SponsorClick))
@@ -362,7 +363,7 @@ def report(session: Session) -> list[PlacementReport]:
             EditionCarried(
                 edition_date=row.edition_date,
                 status=row.status,
-                deliveries=int(sent.get(row.id) or 0),
+                deliveries=sent.get(row.id, 0),
                 clicks=clicks.get((placement.id, row.edition_date), 0),
             )
             for row in issues
