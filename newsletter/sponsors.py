@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from kernel import insert_ignoring_conflicts
@@ -45,6 +45,9 @@ TEXT_MAX = 400
 URL_MAX = 2000
 #: Editions whose readers saw the placement: what a placement that ran keeps.
 WENT_OUT = (IssueStatus.SENDING, IssueStatus.SENT)
+#: PostgreSQL advisory lock taken while a placement is added, so that two at once cannot overlap
+#: (SQLite writers take turns already: every writing transaction begins IMMEDIATE).
+ADD_LOCK = 0x5350_4F4E  # "SPON"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,8 @@ def add_placement(
 ) -> SponsorPlacement:
     """Store a placement; refused when its dates overlap another placement or a settings slot."""
     clean = checked(new)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADD_LOCK})
     clash = session.scalar(
         select(SponsorPlacement)
         .where(

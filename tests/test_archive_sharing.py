@@ -16,7 +16,7 @@ from xml.etree import ElementTree
 import feedparser
 import pytest
 from playwright.sync_api import Browser, sync_playwright
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from newsletter import screenshot
 from newsletter.bootstrap import App
@@ -211,3 +211,17 @@ def test_the_edition_page_passes_axe_in_chromium(
         context.close()
     finally:
         stop(server)
+
+
+def test_an_edition_stored_before_its_masthead_was_a_heading_still_gets_one(
+    web_factory: Callable[..., Web], sqlite_url: str
+) -> None:
+    web = web_factory(sqlite_url, base_url=BASE)
+    sent_editions(web)
+    with web.app.database.transaction() as session:
+        for stored in session.scalars(select(IssueVariant)):
+            stored.html = stored.html.replace('<h1 class="brand"', '<p class="brand"').replace(
+                "</h1>", "</p>"
+            )
+    page = web.client.get("/archive/2026-11-24").text
+    assert page.count("<h1") == 1 and 'class="brand"' in page.split("<h1")[1]

@@ -13,6 +13,7 @@ import email
 import email.policy
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy import inspect
 
 from newsletter.bootstrap import App
 from newsletter.cli import cli
+from newsletter.editions import get_issue
 from newsletter.errors import PlacementConflict, SponsorError, UnknownPlacement
 from newsletter.models import SponsorClick
 from newsletter.render import PRIVACY_COUNTED, PRIVACY_PLAIN
@@ -110,8 +112,6 @@ def test_a_placement_reaches_the_mailbox_labelled_in_html_and_text(
         assert TEXT in words(text) and URL in text
         assert words(PRIVACY_PLAIN) in words(text)
     with app.database.transaction(readonly=True) as session:
-        from newsletter.editions import get_issue
-
         issue = get_issue(session, EDITION)
         assert issue is not None and issue.sponsor_placement_id == placement.id
 
@@ -193,15 +193,8 @@ def test_sponsor_text_is_made_plain_and_links_must_be_https(
         ("image_url", "data:image/png;base64,AAAA"),
         ("url", 'https://a.example/"x'),
     ):
-        fields = {
-            "name": "Vaults",
-            "url": URL,
-            "text": TEXT,
-            "start_date": date(2027, 1, 1),
-            "end_date": date(2027, 1, 1),
-            field: value,
-        }
-        bad = NewPlacement(**fields)  # type: ignore[arg-type]
+        later = replace(PLACEMENT, start_date=date(2027, 1, 1), end_date=date(2027, 1, 1))
+        bad = replace(later, **{field: value})
         with pytest.raises(SponsorError, match="not a plain https:// URL"):
             sponsors.add(app.database, app.settings, bad, now=FIXED_NOW)
     empty = NewPlacement(

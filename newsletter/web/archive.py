@@ -35,6 +35,8 @@ TAGLINE = "Daily crypto insights that make you smarter about your money"
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body>", re.IGNORECASE)
 _HEAD_CLOSE = re.compile(r"</head>", re.IGNORECASE)
+#: The masthead of editions stored before it was a heading.
+_OLD_MASTHEAD = re.compile(r'<p class="brand"([^>]*)>(.*?)</p>', re.DOTALL)
 
 
 @router.get(
@@ -115,6 +117,8 @@ def _web_version(state: State, page: EditionPage) -> str:
         published=_stamp(edition.published_at, edition.edition_date),
     )
     html = _HEAD_CLOSE.sub(lambda _: meta + "</head>", page.html, count=1)
+    if "<h1" not in html:
+        html = _OLD_MASTHEAD.sub(r'<h1 class="brand"\1>\2</h1>', html, count=1)
     opened = _BODY_OPEN.search(html)
     closed = None if opened is None else _last(_BODY_CLOSE, html)
     if opened is None or closed is None or closed < opened.end():
