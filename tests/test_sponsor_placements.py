@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -435,3 +436,29 @@ def test_without_click_counts_a_printed_redirect_still_leads_to_the_sponsor_unco
     assert (answer.status_code, answer.headers["location"]) == (302, URL)
     report = sponsors.report(plain.app.database)
     assert report[0].placement.id == placement.id and report[0].clicks == 0
+
+
+def test_two_overlapping_placements_added_at_once_leave_one(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
+    apps = [app_factory(database_url=database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add(app: App, name: str) -> None:
+        barrier.wait()
+        try:
+            sponsors.add(app.database, app.settings, replace(PLACEMENT, name=name), now=FIXED_NOW)
+            outcomes.append("added")
+        except PlacementConflict:
+            outcomes.append("refused")
+
+    threads = [
+        threading.Thread(target=add, args=(app, f"Sponsor {n}")) for n, app in enumerate(apps)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["added", "refused"]
+    assert len(sponsors.placements(apps[0].database)) == 1
