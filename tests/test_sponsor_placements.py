@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect
@@ -31,10 +33,11 @@ from newsletter.models import SponsorClick
 from newsletter.render import PRIVACY_COUNTED, PRIVACY_PLAIN
 from newsletter.services import sponsors
 from newsletter.sponsors import NewPlacement
+from newsletter.web import create_app
 from subscribers.model import MailFormat
 from subscribers.service import add_subscriber
-from tests.conftest import FIXED_NOW, SmtpServer
-from tests.web_fixtures import BASE_URL, Web, web_factory
+from tests.conftest import FIXED_NOW, SmtpServer, free_port
+from tests.web_fixtures import BASE_URL, Web, serve, stop, web_factory
 
 __all__ = ["web_factory"]  # the fixture, used by name
 
@@ -462,3 +465,52 @@ def test_two_overlapping_placements_added_at_once_leave_one(
         thread.join(timeout=30)
     assert sorted(outcomes) == ["added", "refused"]
     assert len(sponsors.placements(apps[0].database)) == 1
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_counted_click_is_logged_like_any_other_request(
+    app_factory: Callable[..., App], sqlite_url: str
+) -> None:
+    """The access log shows the click's request as it shows a page's; the app logs nothing more."""
+    port = free_port()
+    app = app_factory(
+        database_url=sqlite_url, base_url=f"http://127.0.0.1:{port}", sponsor_click_counts=True
+    )
+    sponsors.add(app.database, app.settings, PLACEMENT, now=FIXED_NOW)
+    add_readers(app, 1)
+    app.sources.fetch(now=FIXED_NOW)
+    app.sending.send(edition_date=EDITION, now=FIXED_NOW)
+    server = serve(create_app(app), port)
+    access, everything = Records(), Records()
+    access_log = logging.getLogger("uvicorn.access")
+    level = access_log.level
+    access_log.addHandler(access)
+    access_log.setLevel(logging.INFO)
+    logging.getLogger().addHandler(everything)
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            html = client.get(f"/archive/{EDITION.isoformat()}").text
+            (link,) = set(sponsor_links(html))
+            before = len(everything.records)
+            answer = client.get(link, follow_redirects=False)
+            assert (answer.status_code, answer.headers["location"]) == (302, URL)
+            clicked = everything.records[before:]
+    finally:
+        access_log.removeHandler(access)
+        access_log.setLevel(level)
+        logging.getLogger().removeHandler(everything)
+        stop(server)
+    page, click = access.records[-2:]
+    assert isinstance(page.args, tuple) and isinstance(click.args, tuple)
+    assert len(page.args) == len(click.args)  # client, method, path, HTTP version, status
+    assert click.args[2] == link.removeprefix(server.url)
+    assert "reader" not in click.getMessage()
+    assert [record for record in clicked if record.name != "uvicorn.access"] == []
