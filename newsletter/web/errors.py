@@ -21,10 +21,13 @@ from newsletter.errors import (
     DatabaseError,
     IssueStateError,
     NewsletterError,
+    PlacementConflict,
     RenderError,
     ReportError,
     SourceError,
+    SponsorError,
     TransportError,
+    UnknownPlacement,
     UsageError,
 )
 from newsletter.web.security import HEADERS, PAGE_POLICY
@@ -54,6 +57,9 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (SubscriberError, 422),
     (UsageError, 422),
     (ReportError, 400),
+    (UnknownPlacement, 404),
+    (PlacementConflict, 409),
+    (SponsorError, 422),
     (IssueStateError, 409),
     (DatabaseError, 503),
     (TransportError, 503),
