@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from kernel import utcnow
 from newsletter.config import Settings
@@ -15,6 +16,7 @@ from newsletter.delivery.sender import Sender, SenderIdentity
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
 from newsletter.delivery.transports import FolderTransport, Transport
 from newsletter.editions import ensure_variant
+from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.resources import templates_dir
@@ -29,6 +31,9 @@ from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
 from subscribers.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from newsletter.delivery.dkim import Canonicalization, DkimSigner, DkimSigners
 
 
 @dataclass
@@ -58,19 +63,45 @@ class App:
                 )
             )
         if settings.dkim_private_key_file is not None:
-            from newsletter.delivery.dkim import DkimSigner, DkimSigningTransport
+            from newsletter.delivery.dkim import DkimSigningTransport
 
-            transport = DkimSigningTransport(
-                transport,
-                DkimSigner.from_file(
-                    domain=settings.dkim_domain or settings.sender_domain,
-                    selector=settings.dkim_selector,
-                    key_file=Path(settings.dkim_private_key_file),
-                    algorithm=settings.dkim_algorithm,
-                ),
-            )
+            transport = DkimSigningTransport(transport, self.dkim_signer())
         self._closers.append(transport)
         return transport
+
+    def dkim_signer(self) -> DkimSigner | DkimSigners:
+        """The DKIM key (or the RSA and Ed25519 keys side by side), loaded once."""
+        from newsletter.delivery.dkim import DkimSigner, DkimSigners
+
+        settings = self.settings
+        assert settings.dkim_private_key_file is not None
+        domain = settings.dkim_domain or settings.sender_domain
+        header, body = settings.dkim_canonicalization.split("/")
+        canonicalize = (cast("Canonicalization", header), cast("Canonicalization", body))
+        first = DkimSigner.from_file(
+            domain=domain,
+            selector=settings.dkim_selector,
+            key_file=Path(settings.dkim_private_key_file),
+            algorithm=settings.dkim_algorithm,
+            canonicalize=canonicalize,
+        )
+        if settings.dkim_ed25519_private_key_file is None:
+            return first
+        selector = settings.dkim_ed25519_selector
+        if not selector or selector == settings.dkim_selector:
+            raise ConfigError(
+                "the Ed25519 DKIM key needs its own selector",
+                hint="set NEWSLETTER_DKIM_ED25519_SELECTOR to a selector other than "
+                "NEWSLETTER_DKIM_SELECTOR, and publish the Ed25519 public key there",
+            )
+        second = DkimSigner.from_file(
+            domain=domain,
+            selector=selector,
+            key_file=Path(settings.dkim_ed25519_private_key_file),
+            algorithm="ed25519-sha256",
+            canonicalize=canonicalize,
+        )
+        return DkimSigners([first, second])
 
     def signer(self) -> TokenSigner:
         settings = self.settings

@@ -55,6 +55,19 @@ class MailSettings(BaseModel):
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = Field(
         default="rsa-sha256", description="DKIM signature algorithm of the key."
     )
+    dkim_canonicalization: Literal[
+        "relaxed/simple", "relaxed/relaxed", "simple/simple", "simple/relaxed"
+    ] = Field(
+        default="relaxed/simple",
+        description="DKIM canonicalisation (c=): header/body, each relaxed or simple.",
+    )
+    dkim_ed25519_private_key_file: Path | None = Field(
+        default=None,
+        description="A second DKIM key, Ed25519, signing beside the first (RFC 8463); unset: one signature.",
+    )
+    dkim_ed25519_selector: str | None = Field(
+        default=None, description="DKIM selector of the Ed25519 key; required with its key file."
+    )
     return_path: str | None = Field(
         default=None,
         description="Envelope sender (bounce address); defaults to the From address.",
