@@ -6,6 +6,7 @@ counts per relay are read back the way an operator reads them (``issue status``,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -321,3 +322,32 @@ tls = "starttls"
     assert isinstance(backup, SmtpTransport)
     assert backup.config.password == "s3cret" and backup.config.tls == "ssl"
     assert transport.concurrency == 4
+
+
+def test_counts_are_written_while_the_transport_stays_open(
+    app_factory: Callable[..., App],
+    database_url: str,
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    """A worker keeps its transport open for days: its counts land without a close."""
+    relay = start_relay()
+    database = app_factory(database_url=database_url).database
+    transport = FailoverTransport(
+        [Relay(relay.name, 0, SmtpTransport(SmtpConfig("127.0.0.1", relay.port)))],
+        cooldown=60,
+        database=database,
+        flush_seconds=0.1,
+    )
+    message = b"From: digest@example.com\r\nSubject: x\r\n\r\nx\r\n"
+    for number in range(3):
+        envelope = Envelope("digest@example.com", f"r{number}@example.org", f"<{number}@x>")
+        assert transport.send(envelope, message).outcome is Outcome.SENT
+    written: dict[str, dict[str, int]] = {}
+    for _ in range(200):
+        written = counts_of(database)
+        if written:
+            break
+        threading.Event().wait(0.05)
+    assert written == {relay.name: {"sent": 3, "deferred": 0, "failed": 0, "skipped": 0}}
+    transport.close()
+    assert counts_of(database) == written  # nothing counted twice

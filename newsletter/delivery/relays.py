@@ -14,7 +14,8 @@ any temporary failure; when none could even be reached, the last :class:`Transpo
 so that the sender stops and gives back its claims.
 
 The counts (sent, deferred, failed, skipped per relay) are kept in memory and added to
-``relay_counts`` by one upsert every ``flush_seconds`` and at ``close``: never a query a message.
+``relay_counts`` by one upsert, from a timer thread, at most every ``flush_seconds``, and at
+``close``: never a query a message, and no sending thread waits for it.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class FailoverTransport:
         self._cooling: dict[str, float] = {}
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._flushed_at = monotonic()
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def _order(self, now: float) -> list[Relay]:
         with self._lock:
@@ -191,20 +193,25 @@ class FailoverTransport:
         return last
 
     def _maybe_flush(self) -> None:
+        """Write the counts ``flush_seconds`` after the first one not yet written, from a timer
+        thread: the sending threads never wait for it, and an idle worker's counts still land."""
         if self.database is None:
             return
-        if self._monotonic() - self._flushed_at < self.flush_seconds:
-            return
-        if not self._flushing.acquire(blocking=False):
-            return  # another thread is writing them
-        try:
+        with self._lock:
+            if self._timer is not None or self._closed:
+                return
+            self._timer = threading.Timer(self.flush_seconds, self._timed_flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            self._timer = None
+        with self._flushing:
             self.flush()
-        finally:
-            self._flushing.release()
 
     def flush(self) -> None:
         """Write the counts gathered since the last flush; on a database error keep them."""
-        self._flushed_at = self._monotonic()
         if self.database is None:
             return
         counts = self.tally.take()
@@ -218,6 +225,11 @@ class FailoverTransport:
             self.tally.give_back(counts)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         try:
             with self._flushing:
                 self.flush()
