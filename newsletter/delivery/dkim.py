@@ -10,8 +10,8 @@ there remain one pass over the headers, one SHA-256 of the canonical body and on
 Several keys (RSA and Ed25519 side by side, RFC 8463 section 1) sign the same message with
 :class:`DkimSigners`: the body is canonicalised and hashed once for all of them.
 
-Signing runs in the sending threads; OpenSSL releases the GIL while it signs, so it spreads over the
-SMTP pool as well as over worker processes.
+Signing runs in the sending threads, just before the bytes go to the transport; it spreads over
+worker processes.
 """
 
 from __future__ import annotations
@@ -61,8 +61,12 @@ class Signer(Protocol):
 
 
 def _crlf(message: bytes) -> bytes:
-    """Every line ending as CRLF, so that what is signed is what goes on the wire."""
-    if message.count(b"\n") != message.count(b"\r\n"):
+    """Every line ending as CRLF, so that what is signed is what goes on the wire.
+
+    As many CRs as LFs (two byte counts, far cheaper than a search for CRLF) is how the prebuilt
+    messages always are; anything else has a bare LF to turn into CRLF.
+    """
+    if message.count(b"\n") != message.count(b"\r"):
         return _BARE_LINE_END.sub(b"\r\n", message)
     return message
 
