@@ -18,7 +18,7 @@ from newsletter.bootstrap import App
 from newsletter.delivery.dkim import DkimSigner, DkimSigners, canonical_body, canonical_header
 from newsletter.errors import ConfigError
 from subscribers.service import add_subscriber
-from tests.conftest import FIXED_NOW, SmtpServer
+from tests.conftest import FIXED_NOW, SmtpServer, free_port
 
 EDITION = date(2026, 11, 24)
 
@@ -263,3 +263,28 @@ def test_an_ed25519_key_in_pem_and_a_weak_rsa_key(tmp_path: Path) -> None:
         DkimSigner.from_file(domain="example.com", selector="news", key_file=weak)
     with pytest.raises(ConfigError, match="needs an RSA key"):
         DkimSigner.from_file(domain="example.com", selector="news", key_file=pem)
+
+
+def test_signed_once_and_still_valid_when_the_backup_relay_carries_the_send(
+    app_factory: Callable[..., App],
+    sqlite_url: str,
+    smtp_server: SmtpServer,
+    rsa_key: tuple[Path, bytes],
+) -> None:
+    key, record = rsa_key
+    down = free_port()
+    app = app_factory(
+        database_url=sqlite_url,
+        transport="smtp",
+        relays=[
+            {"host": "127.0.0.1", "port": down, "priority": 0},
+            {"host": smtp_server.host, "port": smtp_server.port, "priority": 1},
+        ],
+        dkim_private_key_file=key,
+        dkim_selector="news",
+    )
+    send_three(app)
+    assert len(smtp_server.messages) == 3
+    for received in smtp_server.messages:
+        assert received.data.count(b"DKIM-Signature:") == 1
+        assert verifies(received.data, record)
