@@ -351,3 +351,25 @@ def test_counts_are_written_while_the_transport_stays_open(
     assert written == {relay.name: {"sent": 3, "deferred": 0, "failed": 0, "skipped": 0}}
     transport.close()
     assert counts_of(database) == written  # nothing counted twice
+
+
+def test_when_every_relay_answers_421_the_message_is_deferred_and_retried_later(
+    start_relay: Callable[..., RunningRelay],
+) -> None:
+    first = start_relay(refuse="421 4.7.0 closing")
+    second = start_relay(refuse="421 4.7.0 closing too")
+    transport = FailoverTransport(
+        [
+            Relay(first.name, 0, SmtpTransport(SmtpConfig("127.0.0.1", first.port))),
+            Relay(second.name, 1, SmtpTransport(SmtpConfig("127.0.0.1", second.port))),
+        ],
+        cooldown=60,
+    )
+    envelope = Envelope("digest@example.com", "reader@example.org", "<1@x>")
+    result = transport.send(envelope, b"From: digest@example.com\r\n\r\nx\r\n")
+    assert (result.outcome, result.code) == (Outcome.RETRY, 421)
+    assert transport.tally.take() == {
+        first.name: {"sent": 0, "deferred": 0, "failed": 0, "skipped": 1},
+        second.name: {"sent": 0, "deferred": 1, "failed": 0, "skipped": 0},
+    }
+    transport.close()

@@ -180,7 +180,8 @@ class FailoverTransport:
             if _passes_over(result):
                 last = result
                 self._pass_over(relay, result.detail)
-                self.tally.add(relay.name, SKIPPED)
+                # the last relay's refusal is the message's outcome: retried later, as with one relay
+                self.tally.add(relay.name, DEFERRED if relay is order[-1] else SKIPPED)
                 continue
             kind = {Outcome.SENT: SENT, Outcome.FAILED: FAILED}.get(result.outcome, DEFERRED)
             self.tally.add(relay.name, kind)
