@@ -27,9 +27,11 @@ from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
 from newsletter.delivery.transports import Envelope, Outcome
 from newsletter.errors import ConfigError, TransportError
 from newsletter.models import Delivery, DeliveryStatus
-from newsletter.services.metrics import read_gauges
 from subscribers.service import add_subscriber
 from tests.conftest import FIXED_NOW, free_port
+from tests.web_fixtures import Web, web_factory
+
+__all__ = ["web_factory"]
 
 EDITION = date(2026, 11, 24)
 READERS = 12
@@ -144,18 +146,19 @@ def test_a_relay_that_is_down_is_skipped_and_the_send_completes_through_the_next
 
 
 def test_a_relay_answering_421_is_skipped_and_the_counts_show_everywhere(
-    app_factory: Callable[..., App],
+    web_factory: Callable[..., Web],
     database_url: str,
     start_relay: Callable[..., RunningRelay],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     busy = start_relay(refuse="421 4.7.0 Too many connections, closing")
     backup = start_relay()
-    app = app_factory(
-        database_url=database_url,
+    web = web_factory(
+        database_url,
         transport="smtp",
         relays=[relay_table(busy.port, 0), relay_table(backup.port, 5)],
     )
+    app = web.app
     send_edition(app)
     assert delivered(app) == {"sent": READERS}
     assert busy.handler.received == []
@@ -167,12 +170,13 @@ def test_a_relay_answering_421_is_skipped_and_the_counts_show_everywhere(
     assert counts(app) == expected
 
     # /metrics reads them from the database, whichever process sent
-    gauges = {
-        gauge.name: gauge.values
-        for gauge in read_gauges(app.database, now=FIXED_NOW, detailed=False)
-    }
-    assert gauges["newsletter_relay_messages"][(backup.name, "sent")] == READERS
-    assert gauges["newsletter_relay_messages"][(busy.name, "skipped")] == READERS
+    scrape = web.client.get("/metrics").text
+    assert (
+        f'newsletter_relay_messages{{outcome="sent",relay="{backup.name}"}} {READERS}.0' in scrape
+    )
+    assert (
+        f'newsletter_relay_messages{{outcome="skipped",relay="{busy.name}"}} {READERS}.0' in scrape
+    )
 
     # and so does `newsletter issue status`, in another process's settings
     monkeypatch.setenv("NEWSLETTER_CONFIG", "examples/demo.toml")
