@@ -278,6 +278,24 @@ class RouteRate(Base):
     slow_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class RelayCount(Base):
+    """What each SMTP relay did with the messages handed to it, all editions and workers together.
+
+    Sending processes add their counts every few seconds and when they stop (one upsert a flush,
+    never a query a message), so a crash forgets at most those seconds' counts; the ledger, not
+    this table, says what was delivered.
+    """
+
+    __tablename__ = "relay_counts"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)
+    sent: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    deferred: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    skipped: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class BounceKind(enum.StrEnum):
     HARD = "hard"
     SOFT = "soft"
