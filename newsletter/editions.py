@@ -52,6 +52,7 @@ from newsletter.models import (
 )
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
+from newsletter.sponsors import carried_sponsor, scheduled_sponsor
 
 DEFAULT_VARIANT = "default"
 #: The longest subject and preheader the columns hold (PostgreSQL enforces it, SQLite does not).
@@ -79,6 +80,7 @@ def edition_context(settings: Settings) -> EditionContext:
         unsubscribe_address=settings.unsubscribe_address,
         timezone=settings.timezone,
         show_images=settings.show_images,
+        sponsor_clicks_counted=settings.sponsor_click_counts,
     )
 
 
@@ -105,42 +107,32 @@ def compose_digest(
         jump_factor=settings.market_max_jump_factor,
     )
     digest = edition_digest(
-        settings, edition_date=edition_date, stories=stories_from(articles), market=market
+        edition_date=edition_date,
+        stories=stories_from(articles),
+        market=market,
+        sponsor=scheduled_sponsor(session, settings, edition_date),
     )
     return digest, articles
 
 
 def edition_digest(
-    settings: Settings,
     *,
     edition_date: date,
     stories: tuple[Story, ...],
     market: Market | None,
+    sponsor: Sponsor | None,
     sections: Sequence[str] | None = None,
 ) -> Digest:
     """The digest of one edition: every variant of it (and so the preview and the archive) is made here.
 
-    What belongs to the edition whatever the reader chose, the sponsored slot scheduled for its
-    date, is added here and nowhere else.
+    What belongs to the edition whatever the reader chose, its sponsored slot, is given here.
     """
     return Digest(
         edition_date=edition_date,
         stories=stories,
         market=market,
-        sponsor=scheduled_sponsor(settings, edition_date),
+        sponsor=sponsor,
         sections=frozenset(sections) if sections is not None else frozenset(SECTIONS),
-    )
-
-
-def scheduled_sponsor(settings: Settings, edition_date: date) -> Sponsor | None:
-    """The ``[[sponsors]]`` slot of ``edition_date``, if one is scheduled."""
-    return next(
-        (
-            Sponsor(text=slot.text, url=slot.url, label=slot.label)
-            for slot in settings.sponsors
-            if slot.date == edition_date
-        ),
-        None,
     )
 
 
@@ -177,6 +169,7 @@ def build_issue(
                 issue = Issue(edition_date=edition_date, status=IssueStatus.DRAFT, created_at=now)
                 session.add(issue)
             _fill(issue, rendered, digest, subject=subject, now=now)
+            issue.sponsor_placement_id = digest.sponsor.placement_id if digest.sponsor else None
             session.flush()
             shown = articles[: len(articles) - rendered.stories_dropped]
             session.add_all(
@@ -318,10 +311,10 @@ def compose_variant(
             jump_factor=settings.market_max_jump_factor,
         )
     return edition_digest(
-        settings,
         edition_date=issue.edition_date,
         stories=stories,
         market=market,
+        sponsor=carried_sponsor(session, settings, issue),
         sections=sections,
     )
 

@@ -109,6 +109,10 @@ class Issue(Base):
     #: Set while an operator holds the edition: workers send none of it until it is resumed.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The sponsor placement the edition carries (None: none, or a ``[[sponsors]]`` slot of the TOML).
+    sponsor_placement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sponsor_placements.id"), index=True
+    )
 
     variants: Mapped[list[IssueVariant]] = relationship(
         back_populates="issue", cascade="all, delete-orphan", order_by="IssueVariant.id"
@@ -275,6 +279,24 @@ class RouteRate(Base):
     slow_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class RelayCount(Base):
+    """What each SMTP relay did with the messages handed to it, all editions and workers together.
+
+    Sending processes add their counts every few seconds and when they stop (one upsert a flush,
+    never a query a message), so a crash forgets at most those seconds' counts; the ledger, not
+    this table, says what was delivered.
+    """
+
+    __tablename__ = "relay_counts"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)
+    sent: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    deferred: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    skipped: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class BounceKind(enum.StrEnum):
     HARD = "hard"
     SOFT = "soft"
@@ -398,3 +420,35 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SponsorPlacement(Base):
+    """A paid placement: the sponsored slot of every edition from ``start_date`` to ``end_date``.
+
+    The ranges of two placements never overlap (an edition has one sponsored slot); the service
+    that adds them checks it (:mod:`newsletter.sponsors`).
+    """
+
+    __tablename__ = "sponsor_placements"
+    __table_args__ = (Index("ix_sponsor_placements_dates", "start_date", "end_date"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(2000))
+    text: Mapped[str] = mapped_column(String(400))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SponsorClick(Base):
+    """Clicks on a placement's link in one edition: a count, nothing about who clicked."""
+
+    __tablename__ = "sponsor_clicks"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("sponsor_placements.id", ondelete="CASCADE"), primary_key=True
+    )
+    edition_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigId, default=0)

@@ -1,7 +1,7 @@
 """Outgoing webhooks: the endpoints an operator registers, and the queue of signed messages to them.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0015
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from newsletter import __version__, logs
 from newsletter.cli import issues, operations, sending
+from newsletter.cli import sponsors as sponsor_commands
 from newsletter.cli import subscribers as subscriber_commands
 from newsletter.cli import webhooks as webhook_commands
 from newsletter.cli.context import Context, pass_context
@@ -82,6 +83,7 @@ for _command in (
     operations.show_config,
     operations.db,
     subscriber_commands.subscribers,
+    sponsor_commands.sponsors,
     operations.fetch,
     issues.issue,
     sending.worker,

@@ -87,6 +87,13 @@ def issue_status(context: Context, date_text: str | None) -> None:
             "'newsletter send --resume' sends them",
             markup=False,
         )
+    if found.relays:
+        context.console.print("relays (all editions):", markup=False)
+        for relay, counts in found.relays.items():
+            context.console.print(
+                f"  {relay}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()),
+                markup=False,
+            )
 
 
 @issue.command("stats")

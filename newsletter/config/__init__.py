@@ -12,6 +12,7 @@ put together in ``settings``; this package's names below are its API.
 """
 
 from newsletter.config.loading import load_settings
+from newsletter.config.mail import RelaySettings
 from newsletter.config.origins import CONFIG_ENV_VAR, ENV_NAMES, FILE_KEYS, env_name
 from newsletter.config.settings import Settings
 from newsletter.config.sources import TICKER_COINS, FeedSettings, MarketSettings, SponsorSettings
@@ -32,6 +33,7 @@ __all__ = [
     "TICKER_COINS",
     "FeedSettings",
     "MarketSettings",
+    "RelaySettings",
     "Settings",
     "SponsorSettings",
     "check_secret_keys",

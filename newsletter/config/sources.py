@@ -127,6 +127,14 @@ class SourceSettings(BaseModel):
     sponsors: tuple[SponsorSettings, ...] = Field(
         default=(), description="Sponsored slots, as [[sponsors]] tables in the TOML file."
     )
+    sponsor_click_counts: bool = Field(
+        default=False,
+        description=(
+            "Count clicks on sponsor placements per placement and edition, through a signed "
+            "first-party redirect that records nothing about the reader; off: links go straight "
+            "to the sponsor."
+        ),
+    )
     max_response_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest source response read, in bytes."
     )

@@ -6,7 +6,7 @@ API and the scheduler call the same methods, so a rule about an edition lives he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from newsletter import personal
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery import ledger
+from newsletter.delivery.relays import relay_counts
 from newsletter.editions import (
     BuildResult,
     build_issue,
@@ -53,6 +54,9 @@ class EditionStatus:
     deliveries: dict[DeliveryStatus, int]
     failures: list[tuple[str, int]]
     stalled: int
+    #: Per SMTP relay, what it did with the messages handed to it (all editions): sent, deferred,
+    #: failed, skipped.
+    relays: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,7 @@ class Editions:
                 deliveries=ledger.counts(session, issue.id),
                 failures=ledger.failure_reasons(session, issue.id),
                 stalled=ledger.stalled(session, issue.id, now=now),
+                relays=relay_counts(session),
             )
 
     def edition_stats(self, *, edition_date: date, now: datetime) -> EditionStats:

@@ -22,7 +22,7 @@ from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
 from newsletter.services import health
 from newsletter.services.metrics import read_gauges
-from newsletter.web import api, archive, errors, pages
+from newsletter.web import api, archive, errors, pages, sponsor_links
 from newsletter.web.api import webhooks
 from newsletter.web.api.auth import bearer, is_admin
 from newsletter.web.api.subscribers import IMPORT_MAX_BYTES
@@ -125,6 +125,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     errors.install(fastapi)
     fastapi.include_router(pages.router)
     fastapi.include_router(archive.router)
+    fastapi.include_router(sponsor_links.router)
     fastapi.include_router(api.router)
     fastapi.include_router(webhooks.router)
 
