@@ -28,10 +28,12 @@ from newsletter.services.mailboxes import Mailboxes
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
 from newsletter.services.sources import Sources
+from newsletter.services.webhook_delivery import WebhookSender
 from newsletter.services.worker import Worker
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
+from newsletter.webhooks.outbound import RetrySchedule
 from subscribers.tokens import TokenSigner
 
 if TYPE_CHECKING:
@@ -272,7 +274,28 @@ class App:
 
     @property
     def worker(self) -> Worker:
-        return Worker(database=self.database, transport=self.transport, sender=self.sender)
+        return Worker(
+            database=self.database,
+            transport=self.transport,
+            sender=self.sender,
+            webhooks=self.webhook_sender,
+        )
+
+    def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender:
+        settings = self.settings
+        return WebhookSender(
+            database=self.database,
+            schedule=RetrySchedule(
+                first=timedelta(seconds=settings.webhook_retry_seconds),
+                cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+            ),
+            failure_limit=settings.webhook_failure_limit,
+            batch_size=settings.webhook_batch_size,
+            timeout=settings.webhook_timeout,
+            lease=timedelta(seconds=settings.lease_seconds),
+            keep=timedelta(days=settings.webhook_keep_days),
+            clock=clock,
+        )
 
     @property
     def mailboxes(self) -> Mailboxes:

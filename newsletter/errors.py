@@ -22,6 +22,7 @@ __all__ = [
     "SourceError",
     "SponsorError",
     "TransportError",
+    "UnknownEndpoint",
     "UnknownPlacement",
     "UsageError",
 ]
@@ -85,3 +86,7 @@ class UnknownPlacement(SponsorError):
 
 class PlacementConflict(SponsorError):
     """A placement clashes with what exists: overlapping dates, or removing one that ran."""
+
+
+class UnknownEndpoint(NewsletterError):
+    """No webhook endpoint has the id given."""

@@ -18,6 +18,7 @@ from newsletter import __version__, logs
 from newsletter.cli import issues, operations, sending
 from newsletter.cli import sponsors as sponsor_commands
 from newsletter.cli import subscribers as subscriber_commands
+from newsletter.cli import webhooks as webhook_commands
 from newsletter.cli.context import Context, pass_context
 from newsletter.errors import NewsletterError
 
@@ -92,6 +93,7 @@ for _command in (
     operations.scheduler_command,
     operations.run_command,
     operations.demo,
+    webhook_commands.webhooks_group,
 ):
     cli.add_command(_command)
 

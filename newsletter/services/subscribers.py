@@ -26,6 +26,7 @@ from newsletter.services.subscriptions import (
     confirmation_mail,
     followable_coins,
 )
+from newsletter.webhooks import events
 from subscribers import signup
 from subscribers.formats import ImportFormat
 from subscribers.model import Subscriber, SubscriberStatus
@@ -108,6 +109,10 @@ def add(
             now=now,
         )
         nonce = None
+        if created and confirmed:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, subscriber, now=now, via="operator"
+            )
         if created and not confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
     mail = None

@@ -19,6 +19,7 @@ from newsletter.coins import coin_labels
 from newsletter.coins import followable_coins as followable
 from newsletter.config import Settings
 from newsletter.services.queued import Transactions
+from newsletter.webhooks import events
 from subscribers import preferences as prefs
 from subscribers import ratelimit, signup
 from subscribers.addresses import normalise
@@ -185,6 +186,10 @@ def confirm(
         result = signup.confirm(
             session, subscriber_id, nonce=nonce, ip=ip, user_agent=user_agent, now=now, key=key
         )
+        if result.outcome is signup.Confirmation.CONFIRMED:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="confirm"
+            )
     mail = None
     if result.outcome is signup.Confirmation.CONFIRMED and result.email:
         mail = Mail(
@@ -272,6 +277,10 @@ def leave(database: Transactions, link: LinkClaim, *, channel: str, now: datetim
     """Unsubscribe through a signed link (idempotent); the goodbye mail when it took effect."""
     with database.transaction() as session:
         result = signup.leave(session, link, now=now, reason=channel)
+        if result.outcome is signup.Leave.UNSUBSCRIBED:
+            events.emit_about(
+                session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=channel
+            )
         subscriber = holder(session, link)
         found = None if subscriber is None else Member.of(subscriber)
     return Left(result, found, _goodbye(result))
@@ -287,6 +296,10 @@ def leave_by_operator(
     with database.transaction() as session:
         target: signup.Who = who if isinstance(who, LinkClaim) else get_by_email(session, who).id
         result = signup.leave(session, target, now=now, reason=reason)
+        if result.outcome is signup.Leave.UNSUBSCRIBED:
+            events.emit_about(
+                session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=reason
+            )
     return Left(result, None, _goodbye(result))
 
 
@@ -311,6 +324,10 @@ def rejoin(
     )
     with database.transaction() as session:
         result = signup.rejoin(session, link, consent=consent)
+        if result.outcome is signup.Rejoin.REJOINED:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="rejoin"
+            )
     mail = None
     if result.outcome is signup.Rejoin.REJOINED and result.email:
         mail = Mail(

@@ -27,6 +27,7 @@ from newsletter.errors import (
     SourceError,
     SponsorError,
     TransportError,
+    UnknownEndpoint,
     UnknownPlacement,
     UsageError,
 )
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidAddress, 422),
     (UnknownSubscriber, 404),
+    (UnknownEndpoint, 404),
     (SuppressedAddress, 409),
     (IllegalTransition, 409),
     (ImportFileError, 422),
