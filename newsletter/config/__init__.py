@@ -14,7 +14,13 @@ put together in ``settings``; this package's names below are its API.
 from newsletter.config.loading import load_settings
 from newsletter.config.origins import CONFIG_ENV_VAR, ENV_NAMES, FILE_KEYS, env_name
 from newsletter.config.settings import Settings
-from newsletter.config.sources import TICKER_COINS, FeedSettings, MarketSettings, SponsorSettings
+from newsletter.config.sources import (
+    TICKER_COINS,
+    FeedSettings,
+    MarketSettings,
+    SponsorSettings,
+    rule_pattern,
+)
 from newsletter.config.web import (
     DEFAULT_SECRET_KEY,
     MIN_ADMIN_TOKEN_CHARS,
@@ -37,4 +43,5 @@ __all__ = [
     "check_secret_keys",
     "env_name",
     "load_settings",
+    "rule_pattern",
 ]

@@ -79,7 +79,16 @@ class Editions:
         """The edition date: today in the newsletter's time zone."""
         return now.astimezone(self.settings.zone).date()
 
-    def build(self, *, edition_date: date, now: datetime, create_only: bool = False) -> BuildResult:
+    def build(
+        self,
+        *,
+        edition_date: date,
+        now: datetime,
+        create_only: bool = False,
+        explain: bool = False,
+    ) -> BuildResult:
+        """Build (or rebuild) an edition; with ``explain``, say why each candidate story was
+        taken or left."""
         return build_issue(
             self.database,
             self.renderer,
@@ -87,6 +96,7 @@ class Editions:
             edition_date=edition_date,
             now=now,
             create_only=create_only,
+            explain=explain,
         )
 
     def build_unless_raced(self, *, edition_date: date, now: datetime) -> BuildResult | None:
