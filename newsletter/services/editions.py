@@ -7,7 +7,7 @@ API and the scheduler call the same methods, so a rule about an edition lives he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -65,6 +65,16 @@ class EditionStats:
     complaints: int
     unsubscribes: int
     sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What a prune of the ledger removed (or would remove): rows of editions dated before
+    ``before``."""
+
+    editions: int
+    deliveries: int
+    before: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,3 +226,28 @@ class Editions:
                 )
                 or 0
             )
+
+    def prune_deliveries(
+        self, *, older_than_days: int, now: datetime, dry_run: bool = False
+    ) -> Pruned:
+        """Delete the ledger rows of editions over (sent or cancelled) and dated more than
+        ``older_than_days`` days before today; one transaction per edition, oldest first.
+
+        The editions, their archive pages and every subscriber's status stay; the delivery
+        counts follow through the ledger's triggers.
+        """
+        if older_than_days < 1:
+            raise UsageError(
+                f"--older-than must be at least 1 day, not {older_than_days}",
+                hint="the ledger of recent editions is what guards against sending twice",
+            )
+        before = self.today(now) - timedelta(days=older_than_days)
+        with self.database.transaction(readonly=True) as session:
+            editions = ledger.prunable_editions(session, before=before)
+        if dry_run:
+            return Pruned(len(editions), sum(rows for _, _, rows in editions), before)
+        removed = 0
+        for issue_id, _, _ in editions:
+            with self.database.transaction() as session:
+                removed += ledger.prune_edition(session, issue_id)
+        return Pruned(len(editions), removed, before)
