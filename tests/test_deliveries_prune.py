@@ -62,7 +62,7 @@ def ledger_rows(app: App) -> dict[int, int]:
         rows = session.execute(
             select(Delivery.issue_id, func.count()).group_by(Delivery.issue_id)
         ).all()
-    return {issue_id: count for issue_id, count in rows}
+    return {int(issue_id): int(count) for issue_id, count in rows}
 
 
 def kept_counts(app: App) -> dict[int, int]:
