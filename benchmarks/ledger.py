@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 
@@ -59,14 +60,42 @@ SERVER = os.environ.get(
 )
 
 
-def work(url: str, issue_id: int, batch: int, flush: int, ready: Barrier, go: Event) -> None:
-    """One worker process: claim, accept everything at once, record; until nothing is left."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process on this machine, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(database: Database) -> set[int]:
+    """The PostgreSQL backends of every connection in the pool (opened before the clock starts)."""
+    with database.engine.connect() as first, database.engine.connect() as second:
+        return {
+            int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            for connection in (first, second)
+        }
+
+
+def work(
+    url: str,
+    issue_id: int,
+    batch: int,
+    flush: int,
+    ready: Barrier,
+    go: Event,
+    costs: Queue[tuple[float, float]],
+) -> None:
+    """One worker process: claim, accept everything at once, record; until nothing is left.
+
+    Reports the CPU seconds it spent and those its PostgreSQL backends spent meanwhile."""
     database = Database.from_url(url)
     owner = f"bench-{os.getpid()}"
     with database.transaction(readonly=True) as session:  # connect before the clock starts
         session.get(Issue, issue_id)
+    backends = backend_pids(database) if Path("/proc/self/stat").exists() else set()
     ready.wait()
     go.wait()
+    own = time.process_time()
+    server = {pid: cpu_seconds(pid) for pid in backends}
     while True:
         now = datetime.now(UTC)
         with database.transaction() as session:
@@ -93,6 +122,8 @@ def work(url: str, issue_id: int, batch: int, flush: int, ready: Barrier, go: Ev
             ]
             with database.transaction() as session:
                 ledger.record(session, outcomes, owner=owner, now=datetime.now(UTC), max_attempts=8)
+    spent = sum(cpu_seconds(pid) - before for pid, before in server.items())
+    costs.put((time.process_time() - own, spent))
     database.dispose()
 
 
@@ -123,8 +154,9 @@ def run(
     batch: int,
     flush: int,
     analyze: float | None,
-) -> tuple[int, float]:
-    """Queue one edition to every subscriber and send it with ``workers`` processes."""
+) -> tuple[int, float, float, float]:
+    """Queue one edition to every subscriber and send it with ``workers`` processes; return the
+    deliveries, the seconds, and the CPU seconds of the workers and of their database backends."""
     now = datetime.now(UTC)
     with database.transaction() as session:
         issue = Issue(
@@ -139,8 +171,9 @@ def run(
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(workers + 1)
     go = context.Event()
+    costs: Queue[tuple[float, float]] = context.Queue()
     processes = [
-        context.Process(target=work, args=(url, issue_id, batch, flush, ready, go))
+        context.Process(target=work, args=(url, issue_id, batch, flush, ready, go, costs))
         for _ in range(workers)
     ]
     for process in processes:
@@ -153,6 +186,7 @@ def run(
     ready.wait()
     started = time.perf_counter()
     go.set()
+    spent = [costs.get() for _ in processes]
     for process in processes:
         process.join()
     seconds = time.perf_counter() - started
@@ -173,7 +207,7 @@ def run(
         connection.commit()
     if sent != queued:
         raise SystemExit(f"{sent:,} of {queued:,} deliveries marked sent")
-    return queued, seconds
+    return queued, seconds, sum(own for own, _ in spent), sum(server for _, server in spent)
 
 
 def fill_history(database: Database, *, rows: int, subscribers: int) -> float:
@@ -249,7 +283,7 @@ def main() -> None:
     admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-        server = {
+        found = {
             setting: connection.execute(text(f"SHOW {setting}")).scalar_one()
             for setting in (
                 "server_version",
@@ -264,12 +298,12 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores, shared by PostgreSQL, the workers and anything else "
         "running on this machine: more processes than cores measure contention, not the server."
     )
-    print("PostgreSQL " + ", ".join(f"{key} {value}" for key, value in server.items()))
+    print("PostgreSQL " + ", ".join(f"{key} {value}" for key, value in found.items()))
     print(
         f"each run: {args.deliveries:,} deliveries, claims of {args.batch}, "
         f"writes of {args.flush}, a transport that accepts at once"
     )
-    analyze = args.analyze_seconds if server["autovacuum"] == "off" else None
+    analyze = args.analyze_seconds if found["autovacuum"] == "off" else None
     if analyze:
         print(
             "autovacuum is off on this server: the script applies its ANALYZE rule (50 rows + "
@@ -277,6 +311,7 @@ def main() -> None:
             "production server's would"
         )
     rates: dict[tuple[str, int], float] = {}
+    server_cost: dict[tuple[str, int], float] = {}
     try:
         database = Database.from_url(url)
         migrate.upgrade(database)
@@ -297,7 +332,7 @@ def main() -> None:
                 seconds = fill_history(database, rows=history, subscribers=args.deliveries)
                 print(f"\n{history:,} sent rows of earlier editions written in {seconds:.0f} s")
             for workers in args.workers:
-                queued, seconds = run(
+                queued, seconds, own, server = run(
                     database,
                     url,
                     workers=workers,
@@ -308,11 +343,13 @@ def main() -> None:
                 )
                 edition += timedelta(days=1)
                 rates[phase, workers] = queued / seconds
+                server_cost[phase, workers] = server / queued
                 base = rates[phase, args.workers[0]]
                 print(
                     f"{phase:8} {workers} process{'es' if workers > 1 else '  '}: "
                     f"{queued / seconds:8,.0f} deliveries/s ({seconds:5.1f} s), "
-                    f"{queued / seconds / base:4.2f} x {args.workers[0]}"
+                    f"{queued / seconds / base:4.2f} x {args.workers[0]}; CPU per delivery: "
+                    f"workers {own / queued * 1e6:4.0f} us, PostgreSQL {server / queued * 1e6:4.0f} us"
                 )
         if args.history:
             print(f"\nwith {args.history:,} earlier rows against an empty ledger:")
@@ -324,6 +361,13 @@ def main() -> None:
             f"\nbest: {best:,.0f} deliveries/s, {best * 3600:,.0f} an hour "
             f"(delivery counts consistent: {'yes' if counts_agree(database) else 'NO'})"
         )
+        if any(server_cost.values()):
+            worst = max(server_cost.values())
+            print(
+                f"PostgreSQL's CPU per delivery, at most {worst * 1e6:.0f} us: one core of a "
+                f"database server of its own would carry about {1 / worst:,.0f} deliveries/s "
+                "(CPU alone; commits also wait for the WAL to reach the disk)"
+            )
         database.dispose()
     finally:
         with admin.connect() as connection:
