@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 from newsletter import __version__, logs
-from newsletter.cli import issues, operations, sending
+from newsletter.cli import deliveries, issues, operations, sending
 from newsletter.cli import sponsors as sponsor_commands
 from newsletter.cli import subscribers as subscriber_commands
 from newsletter.cli import webhooks as webhook_commands
@@ -90,6 +90,7 @@ for _command in (
     operations.bounces,
     operations.unsubscribes,
     sending.send,
+    deliveries.deliveries,
     operations.scheduler_command,
     operations.run_command,
     operations.demo,

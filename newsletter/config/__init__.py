@@ -15,7 +15,13 @@ from newsletter.config.loading import load_settings
 from newsletter.config.mail import RelaySettings
 from newsletter.config.origins import CONFIG_ENV_VAR, ENV_NAMES, FILE_KEYS, env_name
 from newsletter.config.settings import Settings
-from newsletter.config.sources import TICKER_COINS, FeedSettings, MarketSettings, SponsorSettings
+from newsletter.config.sources import (
+    TICKER_COINS,
+    FeedSettings,
+    MarketSettings,
+    SponsorSettings,
+    rule_pattern,
+)
 from newsletter.config.web import (
     DEFAULT_SECRET_KEY,
     MIN_ADMIN_TOKEN_CHARS,
@@ -39,4 +45,5 @@ __all__ = [
     "check_secret_keys",
     "env_name",
     "load_settings",
+    "rule_pattern",
 ]
