@@ -84,6 +84,8 @@ SENDER = "digest@example.com"
 #: A worker with nothing left to claim looks again this often (the default, 5 s, would add up to 5 s
 #: of idling at the end of a run while the other workers finish their last batches).
 POLL = "0.5"
+#: py-spy's options: sample without pausing the worker, write collapsed stacks.
+SPY = ("record", "--nonblocking", "--format", "raw")
 POSTFIX_PRESEED = b"postfix postfix/main_mailer_type select No configuration\n"
 
 
@@ -533,8 +535,7 @@ def run_workers(
             )
     spies = [
         subprocess.Popen(
-            [*py_spy(), "record", "--nonblocking", "--format", "raw"]
-            + ["--pid", str(process.pid), "-o", str(logs / f"worker{number}.spy")],
+            [*py_spy(), *SPY, "--pid", str(process.pid), "-o", str(logs / f"worker{number}.spy")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
