@@ -467,11 +467,11 @@ def profile_top(path: Path, lines: int) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
         if any(frame.startswith("_find_and_load ") for frame in frames):
             startup += count
             continue  # start-up imports: not the send
+        total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             inside[frame] = inside.get(frame, 0) + count
