@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, assert_never
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import BigInteger, String, bindparam, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -84,9 +85,50 @@ _MARK_SENT = (
 )
 
 
+_ROWS = (
+    func.unnest(
+        bindparam("b_ids", type_=ARRAY(BigInteger)),
+        bindparam("b_message_ids", type_=ARRAY(String)),
+        bindparam("b_variant_keys", type_=ARRAY(String)),
+    )
+    .table_valued("id", "message_id", "variant_key")
+    .render_derived(name="marks")
+)
+
+#: PostgreSQL: one UPDATE … FROM unnest(arrays) for the whole flush, so that the statement-level
+#: triggers keeping ``delivery_counts`` run once per flush, not once per row.
+_MARK_SENT_ALL = (
+    update(Delivery)
+    .where(Delivery.id == _ROWS.c.id, may_become(DeliveryStatus.SENT))
+    .values(
+        status=DeliveryStatus.SENT,
+        sent_at=bindparam("b_now", type_=Delivery.sent_at.type),
+        message_id=_ROWS.c.message_id,
+        variant_key=_ROWS.c.variant_key,
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def _mark_sent(session: Session, results: Sequence[Recorded], *, now: datetime) -> None:
-    """One statement for a flush of accepted messages (pipelined by the driver)."""
-    session.connection().execute(
+    """One statement for a flush of accepted messages: a single UPDATE on PostgreSQL, an
+    executemany elsewhere (SQLite's row triggers count each row anyway)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            _MARK_SENT_ALL,
+            {
+                "b_ids": [result.delivery_id for result in results],
+                "b_message_ids": [result.message_id for result in results],
+                "b_variant_keys": [result.variant_key for result in results],
+                "b_now": now,
+            },
+        )
+        return
+    connection.execute(
         _MARK_SENT,
         [
             {

@@ -4,7 +4,7 @@ of processes and hosts.
 Workers coordinate only through the ledger (claims under leases), so they can be started, killed
 and restarted at any moment. A worker serves every edition that is sending (or one edition date),
 sleeps until the next row is due, and stops when asked (SIGTERM, Ctrl-C) after handing back what
-it had claimed but not sent.
+it had claimed but not sent. A database that goes away for a while (a restart) is waited for.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from kernel import utcnow
 from newsletter.db import Database
 from newsletter.delivery import ledger
+from newsletter.delivery.recording import persist
 from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
@@ -54,6 +55,9 @@ class Worker:
     sender: SenderFactory
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
+        return persist(lambda: self._editions(edition_date), what="looking for editions to send")
+
+    def _editions(self, edition_date: date | None) -> list[Issue]:
         with self.database.transaction(readonly=True) as session:
             query = select(Issue).where(
                 Issue.status == IssueStatus.SENDING, Issue.paused_at.is_(None)
@@ -65,6 +69,9 @@ class Worker:
     def _open_rows(self, edition_date: date | None) -> tuple[int, datetime | None]:
         """Rows still queued or in flight for the editions served (not paused), and the next due
         time."""
+        return persist(lambda: self._count_open(edition_date), what="counting the queue")
+
+    def _count_open(self, edition_date: date | None) -> tuple[int, datetime | None]:
         with self.database.transaction(readonly=True) as session:
             query = (
                 select(func.count(), func.min(Delivery.not_before))
@@ -97,9 +104,12 @@ class Worker:
         transport = self.transport()
         sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
         try:
+            # A database unreachable at the start is an error to report at once; one that goes
+            # away later (a restart) is waited for.
+            serving = self._editions(edition_date)
             while not stop.is_set():
                 worked = False
-                for issue in self._serving(edition_date):
+                for issue in serving:
                     delivered = sender.deliver(issue)
                     report.add(issue, delivered)
                     if delivered.batches:
@@ -116,6 +126,8 @@ class Worker:
                     if stop.is_set():
                         break
                 if worked:
+                    if not stop.is_set():
+                        serving = self._serving(edition_date)
                     continue
                 remaining, due = self._open_rows(edition_date)
                 if exit_when_idle and remaining == 0:
@@ -123,7 +135,9 @@ class Worker:
                 wait = poll_seconds
                 if due is not None:
                     wait = min(poll_seconds, max((due - clock()).total_seconds(), 0.2))
-                stop.wait(wait)
+                if stop.wait(wait):
+                    break
+                serving = self._serving(edition_date)
         finally:
             sender.close()
             transport.close()
