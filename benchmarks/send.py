@@ -3,7 +3,10 @@
 Usage (from the repository root; needs PostgreSQL and, the first time, root for apt-get)::
 
     uv run --locked python benchmarks/send.py [--subscribers 100000] [--workers 2] [--pool 4]
-        [--skip-million] [--million 1000000] [--million-seconds 20] [--postgres-url URL]
+        [--dkim rsa] [--dkim ed25519] [--py-spy] [--skip-million] [--million 1000000]
+        [--million-seconds 20] [--postgres-url URL]
+
+``--py-spy`` needs py-spy beside the interpreter: ``uv run --locked --with py-spy python ...``.
 
 ``--postgres-url`` (default ``$NEWSLETTER_TEST_POSTGRES_URL`` or
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) only names the server: every phase runs in a
@@ -27,12 +30,20 @@ In one run it measures:
     an SMTP pool of ``--pool`` connections each, timed from their start to the last exit (also
     shown: the first ``sent`` mark after the start, i.e. start-up, and the steady rate between the
     first and the last ``sent`` mark);
-(c) unless ``--skip-million``: ``--million`` subscribers enqueued (timed), the same workers sending
-    for ``--million-seconds`` and then stopped with SIGTERM.
+(c) the wire ceiling: the same processes x connections and the same message, prebuilt and
+    dot-stuffed once, over raw sockets: ``MAIL``, ``RCPT`` and ``DATA`` in one write (PIPELINING),
+    then the bytes; no database, no per-message work but the RCPT line; clock as in (a);
+(b) with ``--dkim rsa`` / ``--dkim ed25519``: (b) again on a queue of its own, the workers signing
+    with a key generated in the scratch folder (``NEWSLETTER_DKIM_*``);
+and unless ``--skip-million``: ``--million`` subscribers enqueued (timed), the same workers sending
+for ``--million-seconds`` and then stopped with SIGTERM.
 
-It prints messages per second of (a) and (b), the ratio b/a, the enqueue times, and the peak RSS
-(VmHWM, polled from /proc while each worker runs) of every worker with the 100k and the 1M queue.
-Targets: b/a >= 0.8; worker peak RSS within 10 % between the two queue sizes; 1M enqueue < 30 s.
+It prints messages per second of (a), (b) and (c), the ratios b/a and b/c (end to end, and
+steady: start-up excluded), DKIM on / off, the enqueue times, and the peak RSS (VmHWM, polled from
+/proc while each worker runs) of every worker with the small and the large queue. With
+``--py-spy`` it prints where each worker of (b) spent its samples (start-up imports left out).
+Targets: b/c >= 0.8, b/a >= 1.3, DKIM on / off >= 0.7; worker peak RSS within 10 % between the two
+queue sizes; 1M enqueue < 30 s.
 """
 
 from __future__ import annotations
