@@ -36,6 +36,7 @@ from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transp
 from newsletter.edition_states import finish_sending
 from newsletter.errors import DatabaseError, TransportError
 from newsletter.models import DeliveryStatus, Issue, IssueStatus
+from newsletter.webhooks import events
 
 #: How a delivery whose message could not be built or sent is failed (kept in ``last_error``).
 UNSENDABLE = "the message could not be built or sent"
@@ -380,6 +381,17 @@ class Sender:
             if open_rows == 0 and current is not None and current.status is IssueStatus.SENDING:
                 finish_sending(current, now=self.clock())
                 report.finished = True
+                events.emit(
+                    session,
+                    events.EDITION_SENT,
+                    {
+                        "edition": events.edition_data(current),
+                        "deliveries": {
+                            status.value: count for status, count in report.counts.items()
+                        },
+                    },
+                    now=self.clock(),
+                )
 
 
 def _call(

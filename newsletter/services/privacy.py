@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Bounce, Delivery, Issue
+from newsletter.models import Bounce, Delivery, Issue, WebhookDelivery
 from newsletter.services.queued import Transactions
 from subscribers import privacy
 from subscribers.addresses import normalise
@@ -22,7 +22,8 @@ from subscribers.model import Subscriber
 
 
 def release(session: Session, subscriber_id: int) -> None:
-    """Before a subscriber row goes: its reports and its rows in the deliveries ledger go too."""
+    """Before a subscriber row goes: its reports, its rows in the deliveries ledger and the webhook
+    messages about them go too."""
     deliveries = select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)
     session.execute(
         delete(Bounce).where(
@@ -30,6 +31,8 @@ def release(session: Session, subscriber_id: int) -> None:
         )
     )
     session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    # Webhook messages name the address: the queued and the delivered ones about them go too.
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.subscriber_id == subscriber_id))
 
 
 def _reports_about(email: str) -> Any:

@@ -3,8 +3,9 @@ of processes and hosts.
 
 Workers coordinate only through the ledger (claims under leases), so they can be started, killed
 and restarted at any moment. A worker serves every edition that is sending (or one edition date),
-sleeps until the next row is due, and stops when asked (SIGTERM, Ctrl-C) after handing back what
-it had claimed but not sent. A database that goes away for a while (a restart) is waited for.
+sleeps until the next row or message is due, posts the outgoing webhooks that are due between its
+passes over the editions, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had
+claimed but not sent. A database that goes away for a while (a restart) is waited for.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
 from newsletter.services.sending import SenderFactory
+from newsletter.services.webhook_delivery import WebhookReport, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class WorkerReport:
     failed: int = 0
     deferred: int = 0
     editions: set[date] = field(default_factory=set)
+    webhooks_delivered: int = 0
+    webhooks_failed: int = 0
 
     def add(self, issue: Issue, report: DeliveryReport) -> None:
         self.sent += report.sent
@@ -53,6 +57,8 @@ class Worker:
     database: Database
     transport: Callable[[], Transport]
     sender: SenderFactory
+    #: The outgoing webhooks' delivery step, run between passes (None: webhooks are not sent).
+    webhooks: Callable[[Callable[[], datetime]], WebhookSender] | None = None
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
         return persist(lambda: self._editions(edition_date), what="looking for editions to send")
@@ -103,12 +109,18 @@ class Worker:
         report = WorkerReport()
         transport = self.transport()
         sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
+        hooks = self.webhooks(clock) if self.webhooks is not None else None
         try:
             # A database unreachable at the start is an error to report at once; one that goes
             # away later (a restart) is waited for.
             serving = self._editions(edition_date)
             while not stop.is_set():
                 worked = False
+                if hooks is not None:
+                    posted = persist(hooks.deliver_due, what="posting the outgoing webhooks")
+                    report.webhooks_delivered += posted.delivered
+                    report.webhooks_failed += posted.failed
+                    worked = posted.attempted > 0
                 for issue in serving:
                     delivered = sender.deliver(issue)
                     report.add(issue, delivered)
@@ -133,12 +145,55 @@ class Worker:
                 if exit_when_idle and remaining == 0:
                     break
                 wait = poll_seconds
-                if due is not None:
-                    wait = min(poll_seconds, max((due - clock()).total_seconds(), 0.2))
+                hooks_due = (
+                    persist(hooks.next_due, what="looking for outgoing webhooks")
+                    if hooks is not None
+                    else None
+                )
+                for moment in (due, hooks_due):
+                    if moment is not None:
+                        wait = min(wait, max((moment - clock()).total_seconds(), 0.2))
                 if stop.wait(wait):
                     break
                 serving = self._serving(edition_date)
         finally:
+            if hooks is not None:
+                hooks.close()
             sender.close()
             transport.close()
         return report
+
+    def deliver_webhooks(
+        self,
+        *,
+        stop: threading.Event,
+        poll_seconds: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> WebhookReport:
+        """Post the outgoing webhooks alone until ``stop`` is set (``newsletter web`` runs this, so
+        that messages go out where no worker runs; with workers too, the claims keep each message
+        to one of them). A failing pass is logged and tried again: the web process goes on."""
+        total = WebhookReport()
+        if self.webhooks is None:
+            return total
+        hooks = self.webhooks(clock)
+        try:
+            while not stop.is_set():
+                try:
+                    posted = hooks.deliver_due()
+                    due = hooks.next_due()
+                except Exception:  # logged (log.exception); the next pass tries again
+                    log.exception("webhook delivery failed; trying again in %s s", poll_seconds)
+                    stop.wait(poll_seconds)
+                    continue
+                total.delivered += posted.delivered
+                total.failed += posted.failed
+                if posted.attempted:
+                    continue
+                wait = poll_seconds
+                if due is not None:
+                    wait = min(wait, max((due - clock()).total_seconds(), 0.2))
+                stop.wait(wait)
+        finally:
+            hooks.close()
+        return total
