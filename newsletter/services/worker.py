@@ -3,9 +3,9 @@ of processes and hosts.
 
 Workers coordinate only through the ledger (claims under leases), so they can be started, killed
 and restarted at any moment. A worker serves every edition that is sending (or one edition date),
-posts the outgoing webhooks that are due between its passes over the editions, sleeps until the
-next row or message is due, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had
-claimed but not sent.
+sleeps until the next row or message is due, posts the outgoing webhooks that are due between its
+passes over the editions, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had
+claimed but not sent. A database that goes away for a while (a restart) is waited for.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from kernel import utcnow
 from newsletter.db import Database
 from newsletter.delivery import ledger
+from newsletter.delivery.recording import persist
 from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
@@ -60,6 +61,9 @@ class Worker:
     webhooks: Callable[[Callable[[], datetime]], WebhookSender] | None = None
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
+        return persist(lambda: self._editions(edition_date), what="looking for editions to send")
+
+    def _editions(self, edition_date: date | None) -> list[Issue]:
         with self.database.transaction(readonly=True) as session:
             query = select(Issue).where(
                 Issue.status == IssueStatus.SENDING, Issue.paused_at.is_(None)
@@ -71,6 +75,9 @@ class Worker:
     def _open_rows(self, edition_date: date | None) -> tuple[int, datetime | None]:
         """Rows still queued or in flight for the editions served (not paused), and the next due
         time."""
+        return persist(lambda: self._count_open(edition_date), what="counting the queue")
+
+    def _count_open(self, edition_date: date | None) -> tuple[int, datetime | None]:
         with self.database.transaction(readonly=True) as session:
             query = (
                 select(func.count(), func.min(Delivery.not_before))
@@ -104,14 +111,17 @@ class Worker:
         sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
         hooks = self.webhooks(clock) if self.webhooks is not None else None
         try:
+            # A database unreachable at the start is an error to report at once; one that goes
+            # away later (a restart) is waited for.
+            serving = self._editions(edition_date)
             while not stop.is_set():
                 worked = False
                 if hooks is not None:
-                    posted = hooks.deliver_due()
+                    posted = persist(hooks.deliver_due, what="posting the outgoing webhooks")
                     report.webhooks_delivered += posted.delivered
                     report.webhooks_failed += posted.failed
                     worked = posted.attempted > 0
-                for issue in self._serving(edition_date):
+                for issue in serving:
                     delivered = sender.deliver(issue)
                     report.add(issue, delivered)
                     if delivered.batches:
@@ -128,16 +138,24 @@ class Worker:
                     if stop.is_set():
                         break
                 if worked:
+                    if not stop.is_set():
+                        serving = self._serving(edition_date)
                     continue
                 remaining, due = self._open_rows(edition_date)
                 if exit_when_idle and remaining == 0:
                     break
                 wait = poll_seconds
-                hooks_due = hooks.next_due() if hooks is not None else None
+                hooks_due = (
+                    persist(hooks.next_due, what="looking for outgoing webhooks")
+                    if hooks is not None
+                    else None
+                )
                 for moment in (due, hooks_due):
                     if moment is not None:
                         wait = min(wait, max((moment - clock()).total_seconds(), 0.2))
-                stop.wait(wait)
+                if stop.wait(wait):
+                    break
+                serving = self._serving(edition_date)
         finally:
             if hooks is not None:
                 hooks.close()
