@@ -21,6 +21,7 @@ from newsletter.resources import templates_dir
 from newsletter.services.demo import Demo
 from newsletter.services.editions import Editions
 from newsletter.services.mailboxes import Mailboxes
+from newsletter.services.outbox import Outbox
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
 from newsletter.services.sources import Sources
@@ -197,7 +198,22 @@ class App:
 
     @property
     def worker(self) -> Worker:
-        return Worker(database=self.database, transport=self.transport, sender=self.sender)
+        return Worker(
+            database=self.database,
+            transport=self.transport,
+            sender=self.sender,
+            outbox=self.outbox,
+        )
+
+    @property
+    def outbox(self) -> Outbox:
+        settings = self.settings
+        return Outbox(
+            self.database,
+            utcnow,
+            max_attempts=settings.outbox_max_attempts,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+        )
 
     @property
     def mailboxes(self) -> Mailboxes:

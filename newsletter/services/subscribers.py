@@ -20,7 +20,13 @@ from sqlalchemy import func, or_, select
 from newsletter.config import Settings
 from newsletter.services import privacy
 from newsletter.services.queued import Transactions
-from newsletter.services.subscriptions import Mail, Recipient, confirmation_mail
+from newsletter.services.subscriptions import (
+    Mail,
+    Recipient,
+    SubscriptionMails,
+    confirmation_mail,
+    write_mail,
+)
 from subscribers import signup
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.privacy import Removal
@@ -74,7 +80,8 @@ def search(
 class Added:
     subscriber: Subscriber
     created: bool
-    #: The confirmation mail to send (a new subscriber not added as confirmed).
+    #: The confirmation mail due (a new subscriber not added as confirmed), in the outbox when the
+    #: caller gave the mails to write it.
     mail: Mail | None
 
 
@@ -84,6 +91,7 @@ def add(
     signer: TokenSigner,
     email: str,
     name: str | None,
+    mails: SubscriptionMails | None = None,
     timezone: str | None,
     confirmed: bool,
     source: str,
@@ -100,13 +108,13 @@ def add(
             source=source,
             now=now,
         )
-        nonce = None
+        mail = None
         if created and not confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
-    mail = None
-    if nonce is not None:
-        recipient = Recipient(subscriber.id, subscriber.email, subscriber.link_key)
-        mail = confirmation_mail(signer, recipient, nonce=nonce, now=now)
+            session.flush()
+            recipient = Recipient(subscriber.id, subscriber.email, subscriber.link_key)
+            mail = confirmation_mail(signer, recipient, nonce=nonce, now=now)
+            write_mail(session, mails, mail, now=now)
     return Added(subscriber, created, mail)
 
 

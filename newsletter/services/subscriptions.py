@@ -1,22 +1,26 @@
 """The public subscription flows: subscribe (double opt-in), confirm, preferences, leave, come back.
 
 The pages call these with what they parsed (a signed link's claim, the form's values, the client's
-address); each returns what happened and, when one is due, the :class:`Mail` to send. The mail goes
-out after the answer (the page a visitor sees must not depend on it), so it is returned, not sent.
+address); each returns what happened and, when one is due, the :class:`Mail` it wrote to the outbox
+(:mod:`newsletter.delivery.outbox`) in the same transaction as the change. The mail is sent from
+there, never while the page waits: the page a visitor sees does not depend on it.
 The rules themselves live in :mod:`subscribers.signup`, :mod:`subscribers.preferences` and
 :mod:`subscribers.ratelimit`; this module holds the transactions around them.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from newsletter.coins import coin_labels
 from newsletter.config import Settings
+from newsletter.delivery import outbox
+from newsletter.delivery.outbox import Mail, MailKind, Recipient, SubscriptionMails
 from newsletter.services.queued import Transactions
 from subscribers import preferences as prefs
 from subscribers import ratelimit, signup
@@ -26,33 +30,11 @@ from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.service import get_by_email
 from subscribers.tokens import LinkClaim, TokenSigner
 
+__all__ = ["Mail", "MailKind", "Recipient", "SubscriptionMails"]
+
 FORM_SOURCE = "web:subscribe-form"
 REJOIN_SOURCE = "web:resubscribe"
 COINS_CACHE_SECONDS = 600
-
-
-class MailKind(enum.StrEnum):
-    CONFIRM = "confirm"
-    ALREADY = "already"
-    WELCOME = "welcome"
-    GOODBYE = "goodbye"
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    subscriber_id: int
-    email: str
-    #: The subscriber's link key: the personal links of the mail carry it (see subscribers.links).
-    link_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """A subscription mail due: its kind, to whom, and for ``confirm`` the confirmation token."""
-
-    kind: MailKind
-    recipient: Recipient
-    confirm_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +75,15 @@ def confirmation_mail(
     return Mail(MailKind.CONFIRM, recipient, confirm_token=token)
 
 
+def write_mail(
+    session: Session, mails: SubscriptionMails | None, mail: Mail | None, *, now: datetime
+) -> Mail | None:
+    """Write ``mail`` to the outbox in the caller's transaction (nothing without ``mails``)."""
+    if mail is not None and mails is not None:
+        outbox.put(session, mails.compose(mail), now=now)
+    return mail
+
+
 # subscribe
 
 
@@ -119,6 +110,7 @@ def subscribe(
     *,
     settings: Settings,
     signer: TokenSigner,
+    mails: SubscriptionMails | None,
     email: str,
     ip: str,
     user_agent: str | None,
@@ -144,12 +136,13 @@ def subscribe(
             session, policy, address_key=address.key, now=now
         ):
             kind, limited = None, True
-    recipient = Recipient(result.subscriber_id, result.email, result.link_key)
-    mail = None
-    if kind == "confirm":
-        mail = confirmation_mail(signer, recipient, nonce=result.nonce, now=now)
-    elif kind == "already":
-        mail = Mail(MailKind.ALREADY, recipient)
+        recipient = Recipient(result.subscriber_id, result.email, result.link_key)
+        mail = None
+        if kind == "confirm":
+            mail = confirmation_mail(signer, recipient, nonce=result.nonce, now=now)
+        elif kind == "already":
+            mail = Mail(MailKind.ALREADY, recipient)
+        write_mail(session, mails, mail, now=now)
     return SubscribeOutcome(result.outcome, mail=mail, mail_limited=limited)
 
 
@@ -173,6 +166,7 @@ def confirm(
     database: Transactions,
     subscriber_id: int,
     *,
+    mails: SubscriptionMails | None,
     nonce: str | None,
     key: str | None,
     ip: str | None,
@@ -184,11 +178,12 @@ def confirm(
         result = signup.confirm(
             session, subscriber_id, nonce=nonce, ip=ip, user_agent=user_agent, now=now, key=key
         )
-    mail = None
-    if result.outcome is signup.Confirmation.CONFIRMED and result.email:
-        mail = Mail(
-            MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
-        )
+        mail = None
+        if result.outcome is signup.Confirmation.CONFIRMED and result.email:
+            mail = Mail(
+                MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
+            )
+        write_mail(session, mails, mail, now=now)
     return Confirmed(result, mail)
 
 
@@ -256,17 +251,30 @@ def _goodbye(result: signup.LeaveResult) -> Mail | None:
     return None
 
 
-def leave(database: Transactions, link: LinkClaim, *, channel: str, now: datetime) -> Left:
+def leave(
+    database: Transactions,
+    link: LinkClaim,
+    *,
+    mails: SubscriptionMails | None,
+    channel: str,
+    now: datetime,
+) -> Left:
     """Unsubscribe through a signed link (idempotent); the goodbye mail when it took effect."""
     with database.transaction() as session:
         result = signup.leave(session, link, now=now, reason=channel)
         subscriber = holder(session, link)
         found = None if subscriber is None else Member.of(subscriber)
-    return Left(result, found, _goodbye(result))
+        mail = write_mail(session, mails, _goodbye(result), now=now)
+    return Left(result, found, mail)
 
 
 def leave_by_operator(
-    database: Transactions, who: LinkClaim | str, *, reason: str, now: datetime
+    database: Transactions,
+    who: LinkClaim | str,
+    *,
+    mails: SubscriptionMails | None,
+    reason: str,
+    now: datetime,
 ) -> Left:
     """Unsubscribe for the operator: a List-Unsubscribe token's claim, or an address.
 
@@ -275,7 +283,8 @@ def leave_by_operator(
     with database.transaction() as session:
         target: signup.Who = who if isinstance(who, LinkClaim) else get_by_email(session, who).id
         result = signup.leave(session, target, now=now, reason=reason)
-    return Left(result, None, _goodbye(result))
+        mail = write_mail(session, mails, _goodbye(result), now=now)
+    return Left(result, None, mail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +298,7 @@ def rejoin(
     link: LinkClaim,
     *,
     settings: Settings,
+    mails: SubscriptionMails | None,
     ip: str | None,
     user_agent: str | None,
     now: datetime,
@@ -299,9 +309,10 @@ def rejoin(
     )
     with database.transaction() as session:
         result = signup.rejoin(session, link, consent=consent)
-    mail = None
-    if result.outcome is signup.Rejoin.REJOINED and result.email:
-        mail = Mail(
-            MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
-        )
+        mail = None
+        if result.outcome is signup.Rejoin.REJOINED and result.email:
+            mail = Mail(
+                MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
+            )
+        write_mail(session, mails, mail, now=now)
     return Rejoined(result, mail)

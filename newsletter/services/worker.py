@@ -23,6 +23,7 @@ from newsletter.delivery import ledger
 from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.services.outbox import Outbox
 from newsletter.services.sending import SenderFactory
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,16 @@ class WorkerReport:
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """The worker loop over a database, and factories for its transport and sender."""
+    """The worker loop over a database, and factories for its transport and sender.
+
+    With ``outbox``, the loop also sends the subscription mails that are due (over the same
+    transport), before each round of editions.
+    """
 
     database: Database
     transport: Callable[[], Transport]
     sender: SenderFactory
+    outbox: Outbox | None = None
 
     def _serving(self, edition_date: date | None) -> list[Issue]:
         with self.database.transaction(readonly=True) as session:
@@ -98,7 +104,7 @@ class Worker:
         sender = self.sender(transport, on_result=on_result, stop=stop, clock=clock)
         try:
             while not stop.is_set():
-                worked = False
+                worked = self._deliver_mails(transport, stop)
                 for issue in self._serving(edition_date):
                     delivered = sender.deliver(issue)
                     report.add(issue, delivered)
@@ -121,6 +127,9 @@ class Worker:
                 if exit_when_idle and remaining == 0:
                     break
                 wait = poll_seconds
+                mails_due = self.outbox.next_due() if self.outbox is not None else None
+                if mails_due is not None:
+                    due = mails_due if due is None else min(due, mails_due)
                 if due is not None:
                     wait = min(poll_seconds, max((due - clock()).total_seconds(), 0.2))
                 stop.wait(wait)
@@ -128,3 +137,16 @@ class Worker:
             sender.close()
             transport.close()
         return report
+
+    def _deliver_mails(self, transport: Transport, stop: threading.Event) -> bool:
+        if self.outbox is None:
+            return False
+        mails = self.outbox.deliver_due(transport, stop=stop)
+        if mails.tried:
+            log.info(
+                "subscription mails: %d sent, %d to retry, %d failed",
+                mails.sent,
+                mails.retried,
+                mails.failed,
+            )
+        return mails.tried > 0

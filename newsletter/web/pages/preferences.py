@@ -45,7 +45,7 @@ def _preferences_page(
     coins = _coins(state)
     watchlist = set(chosen.watchlist) if chosen.watchlist is not None else {c.id for c in coins}
     sections = set(chosen.sections) if chosen.sections is not None else set(prefs.SECTIONS)
-    _, unsubscribe_url, _ = state.mailer.personal_links(member.subscriber_id, member.link_key)
+    _, unsubscribe_url, _ = state.mails.personal_links(member.subscriber_id, member.link_key)
     return state.page(
         request,
         "preferences.html.j2",
