@@ -85,6 +85,7 @@ for _command in (
     issues.issue,
     sending.worker,
     operations.bounces,
+    operations.outbox_command,
     operations.unsubscribes,
     sending.send,
     operations.scheduler_command,
