@@ -17,22 +17,33 @@ Nothing here logs a message's bytes or links: a log line names the kind, the row
 
 from __future__ import annotations
 
-import email.policy
 import enum
-import html
 import random
+import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter import personal
 from newsletter.config import Settings
 from newsletter.delivery.identity import wire_address
-from newsletter.delivery.message import list_unsubscribe
+from newsletter.delivery.message import (
+    DATE,
+    MESSAGE_ID,
+    RECIPIENT,
+    UNSUBSCRIBE_MAILTO,
+    PreparedMessage,
+    Slot,
+    _address_header,
+    _header,
+    _list_unsubscribe_header,
+    _qp,
+)
 from newsletter.delivery.transports import Outcome, SendResult
 from newsletter.models import OutboxMail, OutboxStatus
 from newsletter.personal import Links
@@ -115,6 +126,7 @@ class SubscriptionMails:
         self.clock = clock
         self.links = Links(settings.base_url)
         self._bodies: dict[MailKind, tuple[str, str]] = {}
+        self._prepared: dict[MailKind, PreparedMessage] = {}
 
     def personal_links(self, subscriber_id: int, key: str | None) -> tuple[str, str, str]:
         """The unsubscribe token, unsubscribe URL and preferences URL of a subscriber."""
@@ -153,8 +165,54 @@ class SubscriptionMails:
             cached = self._bodies[kind] = (html_body, text_body)
         return cached
 
+    def prepared(self, kind: MailKind) -> PreparedMessage:
+        """The message of a kind with slots for the personal values; built once per kind."""
+        cached = self._prepared.get(kind)
+        if cached is None:
+            settings = self.settings
+            html_body, text_body = self.bodies(kind)
+            pieces: list[bytes | Slot] = [
+                _address_header("From", settings.sender),
+                b"To: <",
+                Slot(RECIPIENT, "header"),
+                b">\r\n",
+                _header("Subject", self.subject(kind)),
+                b"Date: ",
+                Slot(DATE, "header"),
+                b"\r\nMessage-ID: ",
+                Slot(MESSAGE_ID, "header"),
+                b"\r\n",
+            ]
+            if kind is MailKind.WELCOME:  # the only list mail of the four
+                pieces += [
+                    _header("List-Id", f"{settings.newsletter_name} <{settings.list_id_value}>"),
+                    *_list_unsubscribe_header(settings.advertised_unsubscribe_mailto),
+                    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                ]
+            boundary = f"=_nl_{secrets.token_hex(12)}".encode("ascii")
+            pieces += [
+                b"Auto-Submitted: auto-generated\r\n",
+                b"MIME-Version: 1.0\r\n",
+                b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n',
+                b"\r\n",
+                b"--" + boundary + b"\r\n",
+                b'Content-Type: text/plain; charset="utf-8"\r\n',
+                b"Content-Transfer-Encoding: quoted-printable\r\n",
+                b"\r\n",
+                *_body(text_body, html_part=False),
+                b"\r\n--" + boundary + b"\r\n",
+                b'Content-Type: text/html; charset="utf-8"\r\n',
+                b"Content-Transfer-Encoding: quoted-printable\r\n",
+                b"\r\n",
+                *_body(html_body, html_part=True),
+                b"\r\n--" + boundary + b"--\r\n",
+            ]
+            cached = self._prepared[kind] = PreparedMessage(pieces)
+        return cached
+
     def compose(self, mail: Mail) -> Composed:
-        """The finished message of ``mail``; only the welcome mail is list mail."""
+        """The finished message of ``mail``: the kind's prebuilt bytes with the personal values
+        put in (a byte join, as for editions); only the welcome mail is list mail."""
         settings = self.settings
         kind, recipient = mail.kind, mail.recipient
         token, unsubscribe_url, preferences_url = self.personal_links(
@@ -165,36 +223,21 @@ class SubscriptionMails:
             if kind is MailKind.CONFIRM
             else ""
         )
-        values = {
-            SLOTS["email"]: recipient.email,
-            SLOTS["unsubscribe_url"]: unsubscribe_url,
-            SLOTS["preferences_url"]: preferences_url,
-            SLOTS["confirm_url"]: confirm_url,
-        }
-        html_body, text_body = self.bodies(kind)
-        for slot, value in values.items():
-            html_body = html_body.replace(slot, html.escape(value, quote=True))
-            text_body = text_body.replace(slot, value)
         to = wire_address(recipient.email)
-        message = EmailMessage(policy=email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8)
         message_id = make_msgid(idstring=kind.value, domain=settings.sender_domain)
-        message["From"] = settings.sender
-        message["To"] = to
-        message["Subject"] = self.subject(kind)
-        message["Date"] = format_datetime(self.clock())
-        message["Message-ID"] = message_id
-        message["Auto-Submitted"] = "auto-generated"
-        if kind is MailKind.WELCOME:
-            message["List-Id"] = f"{settings.newsletter_name} <{settings.list_id_value}>"
-            message["List-Unsubscribe"] = list_unsubscribe(
-                unsubscribe_url, token, settings.advertised_unsubscribe_mailto
-            )
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        # Bodies are encoded at 76 columns; headers are written unfolded up to SMTP's line limit,
-        # so that long signed URLs stay intact.
-        message.set_content(text_body, cte="quoted-printable")
-        message.add_alternative(html_body, subtype="html", cte="quoted-printable")
-        data = message.as_bytes(policy=message.policy.clone(max_line_length=998))
+        data = self.prepared(kind).personalise(
+            {
+                RECIPIENT: to,
+                DATE: format_datetime(self.clock()),
+                MESSAGE_ID: message_id,
+                personal.UNSUBSCRIBE_URL: unsubscribe_url,
+                UNSUBSCRIBE_MAILTO: token,
+                SLOTS["email"]: recipient.email,
+                SLOTS["unsubscribe_url"]: unsubscribe_url,
+                SLOTS["preferences_url"]: preferences_url,
+                SLOTS["confirm_url"]: confirm_url,
+            }
+        )
         return Composed(
             kind=kind,
             subscriber_id=recipient.subscriber_id,
@@ -203,6 +246,27 @@ class SubscriptionMails:
             message_id=message_id,
             message=data,
         )
+
+
+_SLOT = re.compile("|".join(re.escape(slot) for slot in SLOTS.values()))
+
+
+def _body(text: str, *, html_part: bool) -> list[bytes | Slot]:
+    """A quoted-printable body with the personal values as slots, each between soft line breaks."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    text = text.replace("\n", "\r\n")
+    pieces: list[bytes | Slot] = []
+    position = 0
+    for match in _SLOT.finditer(text):
+        pieces.append(_qp(text[position : match.start()]).encode("ascii"))
+        pieces.append(b"=\r\n")
+        pieces.append(Slot(match.group(0), "qp-html" if html_part else "qp"))
+        pieces.append(b"=\r\n")
+        position = match.end()
+    pieces.append(_qp(text[position:]).encode("ascii"))
+    return pieces
 
 
 # the table
