@@ -153,12 +153,12 @@ class Outbox:
 
 @dataclass
 class OutboxPump:
-    """One process's delivery of the outbox: a round at a time, started by a page that wrote a
-    mail (:meth:`nudge`, run after the answer) or by :meth:`run`'s timer.
+    """One process's delivery of the outbox, a round at a time: started by a page that wrote a
+    mail (:meth:`nudge`, run after the answer has been sent) or by :meth:`run`'s timer.
 
-    A nudge that finds a round under way returns at once and makes that round go round once more,
-    so that a page never waits for another page's mail, and a mail written meanwhile is not left
-    for the timer.
+    A nudge that finds a round under way returns at once and makes that round go round once more:
+    no request thread waits for another's SMTP, a mail written meanwhile is not left for the timer,
+    and mails written together under load go out in one batch (one claim, one record).
     """
 
     outbox: Outbox
@@ -166,9 +166,11 @@ class OutboxPump:
     poll_seconds: float = 5.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _again: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
     _open: Transport | None = None
 
     def nudge(self) -> None:
+        """A round now, unless one is under way (then that one goes round once more)."""
         self._again.set()
         while self._lock.acquire(blocking=False):
             try:
@@ -190,17 +192,25 @@ class OutboxPump:
             log.exception("the subscription mails could not be delivered now")
 
     def run(self, *, stop: threading.Event) -> None:
-        """Deliver at start (mails left by a process that died), then when due, until stopped."""
+        """Deliver at start (mails left by a process that died), then whenever one is due, until
+        ``stop`` is set (then call :meth:`wake`)."""
+        self.nudge()
         while not stop.is_set():
-            self.nudge()
-            wait = self.poll_seconds
+            self._wake.clear()
             try:
                 due = self.outbox.next_due()
             except Exception:  # noqa: BLE001  (the database went away: poll again later)
                 due = None
+            wait = self.poll_seconds
             if due is not None:
-                wait = min(wait, max((due - self.outbox.clock()).total_seconds(), 0.05))
-            stop.wait(wait)
+                wait = min(wait, (due - self.outbox.clock()).total_seconds())
+                if wait <= 0:  # a retry is due, or a dead process's lease has passed
+                    self.nudge()
+                    wait = 0.05
+            self._wake.wait(wait)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def close(self) -> None:
         with self._lock:

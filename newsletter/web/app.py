@@ -112,6 +112,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
             yield
         finally:
             stop.set()
+            state.outbox.wake()
             pump.join(timeout=5)
             state.outbox.close()
 
