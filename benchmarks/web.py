@@ -249,7 +249,7 @@ def prepare(database_url: str, subscribers: int) -> tuple[int, int]:
     return start, last
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
