@@ -18,6 +18,7 @@ Nothing here logs a message's bytes or links: a log line names the kind, the row
 from __future__ import annotations
 
 import enum
+import logging
 import random
 import re
 import secrets
@@ -49,6 +50,8 @@ from newsletter.models import OutboxMail, OutboxStatus
 from newsletter.personal import Links
 from newsletter.render import Renderer, inline_css
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
+
+log = logging.getLogger(__name__)
 
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=1)
@@ -209,6 +212,14 @@ class SubscriptionMails:
             ]
             cached = self._prepared[kind] = PreparedMessage(pieces)
         return cached
+
+    def prepare_all(self) -> None:
+        """Build every kind now (rendering and inlining cost a first request otherwise)."""
+        try:
+            for kind in MailKind:
+                self.prepared(kind)
+        except Exception:  # a broken template shows in the request that needs it, with its error
+            log.exception("the subscription mails could not be prepared in advance")
 
     def compose(self, mail: Mail) -> Composed:
         """The finished message of ``mail``: the kind's prebuilt bytes with the personal values

@@ -104,9 +104,12 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The subscription mails: those left by a process that died, and retries when due.
         stop = threading.Event()
-        pump = threading.Thread(
-            target=state.outbox.run, kwargs={"stop": stop}, name="outbox", daemon=True
-        )
+
+        def deliver() -> None:
+            state.mails.prepare_all()  # render and inline the mails now, not in the first request
+            state.outbox.run(stop=stop)
+
+        pump = threading.Thread(target=deliver, name="outbox", daemon=True)
         pump.start()
         try:
             yield
