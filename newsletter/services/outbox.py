@@ -191,10 +191,14 @@ class OutboxPump:
         except Exception:  # the database went away: the timer tries again
             log.exception("the subscription mails could not be delivered now")
 
-    def run(self, *, stop: threading.Event) -> None:
-        """Deliver at start (mails left by a process that died), then whenever one is due, until
-        ``stop`` is set (then call :meth:`wake`)."""
-        self.nudge()
+    def run(self, *, stop: threading.Event, before: Callable[[], None] | None = None) -> None:
+        """Deliver what is due (mails left by a process that died, retries) whenever it is due,
+        until ``stop`` is set (then call :meth:`wake`); ``before`` runs after the first round.
+
+        A round runs only when something is due: a mail a page just wrote is the page's to send
+        (:meth:`nudge`), so the timer and the pages seldom meet.
+        """
+        first = True
         while not stop.is_set():
             self._wake.clear()
             try:
@@ -204,9 +208,13 @@ class OutboxPump:
             wait = self.poll_seconds
             if due is not None:
                 wait = min(wait, (due - self.outbox.clock()).total_seconds())
-                if wait <= 0:  # a retry is due, or a dead process's lease has passed
+                if wait <= 0:  # left by a process that died, a retry, or a passed lease
                     self.nudge()
                     wait = 0.05
+            if first:
+                first = False
+                if before is not None:
+                    before()
             self._wake.wait(wait)
 
     def wake(self) -> None:

@@ -123,15 +123,10 @@ def subscribe(
         at=now, ip=ip, user_agent=user_agent, source=FORM_SOURCE, wording=settings.consent_wording
     )
     policy = signup_policy(settings)
-    # The limits commit on their own, so that the shared per-client row is locked only briefly.
-    with database.transaction() as session:
-        refused = ratelimit.check_signup(session, policy, ip=ip, address_key=address.key, now=now)
-    if refused is not None:
-        return SubscribeOutcome(None, refused=refused)
-    limited = False
-    with database.transaction() as session:
+
+    def request(session: Session) -> SubscribeOutcome:
         result = signup.request(session, address.email, consent=consent, timezone=timezone)
-        kind = result.mail
+        kind, limited = result.mail, False
         if kind is not None and not ratelimit.allow_subscription_mail(
             session, policy, address_key=address.key, now=now
         ):
@@ -143,7 +138,20 @@ def subscribe(
         elif kind == "already":
             mail = Mail(MailKind.ALREADY, recipient)
         write_mail(session, mails, mail, now=now)
-    return SubscribeOutcome(result.outcome, mail=mail, mail_limited=limited)
+        return SubscribeOutcome(result.outcome, mail=mail, mail_limited=limited)
+
+    # On PostgreSQL the limits commit on their own, so that the shared per-client row is locked
+    # only briefly. SQLite locks the whole database for any write: one transaction is one turn
+    # of its writer lock instead of two (a refused request's hits commit all the same).
+    one_turn = getattr(database, "dialect", None) == "sqlite"
+    with database.transaction() as session:
+        refused = ratelimit.check_signup(session, policy, ip=ip, address_key=address.key, now=now)
+        if refused is not None:
+            return SubscribeOutcome(None, refused=refused)
+        if one_turn:
+            return request(session)
+    with database.transaction() as session:
+        return request(session)
 
 
 # confirm

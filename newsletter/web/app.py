@@ -106,8 +106,7 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         stop = threading.Event()
 
         def deliver() -> None:
-            state.mails.prepare_all()  # render and inline the mails now, not in the first request
-            state.outbox.run(stop=stop)
+            state.outbox.run(stop=stop, before=state.mails.prepare_all)
 
         pump = threading.Thread(target=deliver, name="outbox", daemon=True)
         pump.start()
