@@ -53,6 +53,7 @@ bench: install
 	$(RUN) python benchmarks/signing.py
 	$(RUN) python benchmarks/web.py
 	$(RUN) python benchmarks/metrics.py
+	$(RUN) python benchmarks/ledger.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

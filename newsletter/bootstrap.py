@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from kernel import utcnow
-from newsletter.config import Settings
+from newsletter.config import RelaySettings, Settings
 from newsletter.db import Database
 from newsletter.delivery.pacing import Pacer, relay_route
+from newsletter.delivery.relays import FailoverTransport, Relay
 from newsletter.delivery.sender import Sender, SenderIdentity
 from newsletter.delivery.smtp import SmtpConfig, SmtpTransport
 from newsletter.delivery.transports import FolderTransport, Transport
 from newsletter.editions import ensure_variant
+from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.resources import templates_dir
@@ -25,11 +29,30 @@ from newsletter.services.outbox import Outbox
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
 from newsletter.services.sources import Sources
+from newsletter.services.webhook_delivery import WebhookSender
 from newsletter.services.worker import Worker
 from newsletter.sources.feeds import FeedSource
 from newsletter.sources.fetch import Fetcher
 from newsletter.sources.market import MarketSource, SentimentSource
+from newsletter.webhooks.outbound import RetrySchedule
 from subscribers.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from newsletter.delivery.dkim import Canonicalization, DkimSigner, DkimSigners
+
+
+def relay_password(relay: RelaySettings) -> str | None:
+    """A relay's password: written in the file, or read from the variable ``password_env`` names."""
+    if relay.password_env is not None:
+        value = os.environ.get(relay.password_env)
+        if value is None:
+            raise ConfigError(
+                f"the password of the relay {relay.host}:{relay.port} is to be read from "
+                f"{relay.password_env}, which is not set",
+                hint=f"export {relay.password_env}=… or remove password_env from its [[relays]] table",
+            )
+        return value
+    return relay.password.get_secret_value() if relay.password else None
 
 
 @dataclass
@@ -41,37 +64,88 @@ class App:
 
     def transport(self) -> Transport:
         settings = self.settings
-        transport: Transport
-        if settings.transport == "folder":
-            transport = FolderTransport(Path(settings.outbox_dir))
-        else:
-            transport = SmtpTransport(
-                SmtpConfig(
-                    host=settings.smtp_host,
-                    port=settings.smtp_port,
-                    tls=settings.smtp_tls,
-                    username=settings.smtp_username,
-                    password=settings.smtp_password.get_secret_value()
-                    if settings.smtp_password
-                    else None,
-                    timeout=settings.smtp_timeout,
-                    pool_size=settings.smtp_pool_size,
-                )
-            )
+        transport: Transport = (
+            FolderTransport(Path(settings.outbox_dir))
+            if settings.transport == "folder"
+            else self.relays()
+        )
         if settings.dkim_private_key_file is not None:
-            from newsletter.delivery.dkim import DkimSigner, DkimSigningTransport
+            from newsletter.delivery.dkim import DkimSigningTransport
 
-            transport = DkimSigningTransport(
-                transport,
-                DkimSigner.from_file(
-                    domain=settings.dkim_domain or settings.sender_domain,
-                    selector=settings.dkim_selector,
-                    key_file=Path(settings.dkim_private_key_file),
-                    algorithm=settings.dkim_algorithm,
-                ),
-            )
+            transport = DkimSigningTransport(transport, self.dkim_signer())
         self._closers.append(transport)
         return transport
+
+    def relays(self) -> FailoverTransport:
+        """The SMTP relays by priority: ``[[relays]]``, or the one relay of the smtp_* settings."""
+        settings = self.settings
+        configs = [
+            SmtpConfig(
+                host=relay.host,
+                port=relay.port,
+                tls=relay.tls,
+                username=relay.username,
+                password=relay_password(relay),
+                timeout=relay.timeout,
+                pool_size=relay.max_connections,
+            )
+            for relay in settings.relays
+        ] or [
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                tls=settings.smtp_tls,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value()
+                if settings.smtp_password
+                else None,
+                timeout=settings.smtp_timeout,
+                pool_size=settings.smtp_pool_size,
+            )
+        ]
+        priorities = [relay.priority for relay in settings.relays] or [0]
+        return FailoverTransport(
+            [
+                Relay(f"{config.host}:{config.port}", priority, SmtpTransport(config))
+                for config, priority in zip(configs, priorities, strict=True)
+            ],
+            cooldown=float(settings.relay_cooldown_seconds),
+            database=self.database,
+        )
+
+    def dkim_signer(self) -> DkimSigner | DkimSigners:
+        """The DKIM key (or the RSA and Ed25519 keys side by side), loaded once."""
+        from newsletter.delivery.dkim import DkimSigner, DkimSigners
+
+        settings = self.settings
+        assert settings.dkim_private_key_file is not None
+        domain = settings.dkim_domain or settings.sender_domain
+        header, body = settings.dkim_canonicalization.split("/")
+        canonicalize = (cast("Canonicalization", header), cast("Canonicalization", body))
+        first = DkimSigner.from_file(
+            domain=domain,
+            selector=settings.dkim_selector,
+            key_file=Path(settings.dkim_private_key_file),
+            algorithm=settings.dkim_algorithm,
+            canonicalize=canonicalize,
+        )
+        if settings.dkim_ed25519_private_key_file is None:
+            return first
+        selector = settings.dkim_ed25519_selector
+        if not selector or selector == settings.dkim_selector:
+            raise ConfigError(
+                "the Ed25519 DKIM key needs its own selector",
+                hint="set NEWSLETTER_DKIM_ED25519_SELECTOR to a selector other than "
+                "NEWSLETTER_DKIM_SELECTOR, and publish the Ed25519 public key there",
+            )
+        second = DkimSigner.from_file(
+            domain=domain,
+            selector=selector,
+            key_file=Path(settings.dkim_ed25519_private_key_file),
+            algorithm="ed25519-sha256",
+            canonicalize=canonicalize,
+        )
+        return DkimSigners([first, second])
 
     def signer(self) -> TokenSigner:
         settings = self.settings
@@ -122,7 +196,10 @@ class App:
 
     def pacer(self, clock: Callable[[], datetime] = utcnow) -> Pacer:
         settings = self.settings
-        relay = relay_route(settings.smtp_host if settings.transport == "smtp" else "folder")
+        primary = min(settings.relays, key=lambda r: r.priority).host if settings.relays else None
+        relay = relay_route(
+            (primary or settings.smtp_host) if settings.transport == "smtp" else "folder"
+        )
         return Pacer(
             database=self.database,
             relay=relay,
@@ -203,6 +280,23 @@ class App:
             transport=self.transport,
             sender=self.sender,
             outbox=self.outbox,
+            webhooks=self.webhook_sender,
+        )
+
+    def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender:
+        settings = self.settings
+        return WebhookSender(
+            database=self.database,
+            schedule=RetrySchedule(
+                first=timedelta(seconds=settings.webhook_retry_seconds),
+                cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+            ),
+            failure_limit=settings.webhook_failure_limit,
+            batch_size=settings.webhook_batch_size,
+            timeout=settings.webhook_timeout,
+            lease=timedelta(seconds=settings.lease_seconds),
+            keep=timedelta(days=settings.webhook_keep_days),
+            clock=clock,
         )
 
     @property

@@ -7,14 +7,17 @@ table of their proper names; any other coin by its id made readable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import MarketSnapshot
 from newsletter.sources.validation import clean_label
+from subscribers.model import Subscriber
 
 #: The default watchlist's coins as the market data names them: id → (name, symbol).
 KNOWN_COINS: dict[str, tuple[str, str]] = {
@@ -73,3 +76,45 @@ def _fallback(coin_id: str) -> str:
         return f"{known[0]} ({known[1]})"
     words = [word for word in coin_id.split("-") if not word.isdigit()]
     return " ".join(words).title() or coin_id
+
+
+#: How far back a fetched coin stays followable (a fetch of the top coins that failed once does not
+#: take the choice away).
+FOLLOWABLE_WINDOW = timedelta(days=2)
+
+
+def followable_coins(session: Session, default_coins: Sequence[str]) -> list[tuple[str, str]]:
+    """``(id, label)`` of every coin a reader may follow: the newsletter's own coins, then every coin
+    the market source returned lately (the top coins by market cap), by rank."""
+    newest = session.scalar(select(func.max(MarketSnapshot.fetched_at)))
+    ranks: dict[str, int | None] = {}
+    if newest is not None:
+        for coin_id, rank in session.execute(
+            select(MarketSnapshot.coin_id, func.min(MarketSnapshot.market_cap_rank))
+            .where(MarketSnapshot.fetched_at >= newest - FOLLOWABLE_WINDOW)
+            .group_by(MarketSnapshot.coin_id)
+        ):
+            ranks[coin_id] = rank
+    others = sorted(
+        (coin for coin in ranks if coin not in set(default_coins)),
+        key=lambda coin: (ranks[coin] is None, ranks[coin] or 0, coin),
+    )
+    ids = [*default_coins, *others]
+    labels = coin_labels(session, ids).labels
+    return [(coin, labels[coin]) for coin in ids]
+
+
+def followed_coins(session: Session) -> set[str]:
+    """Every coin some subscriber follows (their watchlists), for the market fetch."""
+    coins: set[str] = set()
+    for (watchlist,) in session.execute(
+        # JSON has no equality on PostgreSQL: take distinct lists as text, read them back.
+        select(cast(Subscriber.watchlist, Text)).where(Subscriber.watchlist.is_not(None)).distinct()
+    ):
+        try:
+            chosen = json.loads(watchlist) if watchlist else None
+        except ValueError:
+            continue
+        if isinstance(chosen, list):
+            coins.update(coin for coin in chosen if isinstance(coin, str))
+    return coins

@@ -41,8 +41,20 @@ class Sponsor:
     """A paid placement, always labelled as such."""
 
     text: str
+    #: Where the sponsor wants readers to go.
     url: str
     label: str = "Sponsored"
+    name: str = ""
+    #: The link the edition carries: ``url``, or the counting redirect when clicks are counted.
+    href: str = ""
+    #: An https image shown above the text, if any.
+    image_url: str | None = None
+    #: The stored placement (None for a ``[[sponsors]]`` slot of the settings).
+    placement_id: int | None = None
+
+    @property
+    def link(self) -> str:
+        return self.href or self.url
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select
@@ -28,7 +28,6 @@ from newsletter.digest import (
     Story,
     latest_market,
     market_at,
-    select_articles,
     stories_from,
     window_start,
 )
@@ -52,6 +51,8 @@ from newsletter.models import (
 )
 from newsletter.personal import Links
 from newsletter.render import EditionContext, RenderedEdition, Renderer
+from newsletter.sponsors import carried_sponsor, scheduled_sponsor
+from newsletter.stories import FeedChoice, Selection, Verdict, choose_stories, recent_stories
 
 DEFAULT_VARIANT = "default"
 #: The longest subject and preheader the columns hold (PostgreSQL enforces it, SQLite does not).
@@ -69,6 +70,8 @@ class BuildResult:
     coins: int
     market_stale: bool
     rebuilt: bool
+    #: Why each candidate story was taken or left (built with ``explain``).
+    verdicts: tuple[Verdict, ...] = ()
 
 
 def edition_context(settings: Settings) -> EditionContext:
@@ -79,6 +82,7 @@ def edition_context(settings: Settings) -> EditionContext:
         unsubscribe_address=settings.unsubscribe_address,
         timezone=settings.timezone,
         show_images=settings.show_images,
+        sponsor_clicks_counted=settings.sponsor_click_counts,
     )
 
 
@@ -86,8 +90,22 @@ def compose_digest(
     session: Session, settings: Settings, *, edition_date: date, now: datetime
 ) -> tuple[Digest, list[Article]]:
     """The digest of an edition and the stored articles it shows."""
+    digest, selection = compose_selection(session, settings, edition_date=edition_date, now=now)
+    return digest, selection.chosen
+
+
+def compose_selection(
+    session: Session,
+    settings: Settings,
+    *,
+    edition_date: date,
+    now: datetime,
+    explain: bool = False,
+) -> tuple[Digest, Selection]:
+    """The digest of an edition and its selection of stories (with why each candidate was taken
+    or left, when ``explain``)."""
     window = timedelta(hours=settings.max_article_age_hours) or None
-    articles = select_articles(
+    selection = choose_stories(
         session,
         count=settings.article_count,
         now=now,
@@ -95,6 +113,10 @@ def compose_digest(
         per_source_cap=settings.per_source_cap,
         source_caps={feed.name: feed.max_items for feed in settings.feeds if feed.max_items},
         oldest=now - window if window else None,
+        feeds={feed.name: FeedChoice.of(feed) for feed in settings.feeds},
+        recent=recent_stories(session, edition_date=edition_date, days=settings.story_repeat_days),
+        repeat_threshold=settings.story_repeat_threshold,
+        explain=explain,
     )
     market = latest_market(
         session,
@@ -105,42 +127,32 @@ def compose_digest(
         jump_factor=settings.market_max_jump_factor,
     )
     digest = edition_digest(
-        settings, edition_date=edition_date, stories=stories_from(articles), market=market
+        edition_date=edition_date,
+        stories=stories_from(selection.chosen),
+        market=market,
+        sponsor=scheduled_sponsor(session, settings, edition_date),
     )
-    return digest, articles
+    return digest, selection
 
 
 def edition_digest(
-    settings: Settings,
     *,
     edition_date: date,
     stories: tuple[Story, ...],
     market: Market | None,
+    sponsor: Sponsor | None,
     sections: Sequence[str] | None = None,
 ) -> Digest:
     """The digest of one edition: every variant of it (and so the preview and the archive) is made here.
 
-    What belongs to the edition whatever the reader chose, the sponsored slot scheduled for its
-    date, is added here and nowhere else.
+    What belongs to the edition whatever the reader chose, its sponsored slot, is given here.
     """
     return Digest(
         edition_date=edition_date,
         stories=stories,
         market=market,
-        sponsor=scheduled_sponsor(settings, edition_date),
+        sponsor=sponsor,
         sections=frozenset(sections) if sections is not None else frozenset(SECTIONS),
-    )
-
-
-def scheduled_sponsor(settings: Settings, edition_date: date) -> Sponsor | None:
-    """The ``[[sponsors]]`` slot of ``edition_date``, if one is scheduled."""
-    return next(
-        (
-            Sponsor(text=slot.text, url=slot.url, label=slot.label)
-            for slot in settings.sponsors
-            if slot.date == edition_date
-        ),
-        None,
     )
 
 
@@ -152,10 +164,12 @@ def build_issue(
     edition_date: date,
     now: datetime,
     create_only: bool = False,
+    explain: bool = False,
 ) -> BuildResult:
     """Build (or rebuild) the edition of ``edition_date`` from what the store holds now.
 
-    With ``create_only`` an edition that exists meanwhile is left alone (``EditionRace``).
+    With ``create_only`` an edition that exists meanwhile is left alone (``EditionRace``); with
+    ``explain`` the result says why each candidate story was taken or left.
     """
     try:
         with database.transaction() as session:
@@ -170,13 +184,17 @@ def build_issue(
                 session.execute(delete(IssueArticle).where(IssueArticle.issue_id == issue.id))
                 session.execute(delete(IssueVariant).where(IssueVariant.issue_id == issue.id))
                 session.flush()
-            digest, articles = compose_digest(session, settings, edition_date=edition_date, now=now)
+            digest, selection = compose_selection(
+                session, settings, edition_date=edition_date, now=now, explain=explain
+            )
+            articles = selection.chosen
             rendered = renderer.render_edition(digest, context=edition_context(settings))
             subject = edition_subject(rendered.subject, settings)
             if issue is None:
                 issue = Issue(edition_date=edition_date, status=IssueStatus.DRAFT, created_at=now)
                 session.add(issue)
             _fill(issue, rendered, digest, subject=subject, now=now)
+            issue.sponsor_placement_id = digest.sponsor.placement_id if digest.sponsor else None
             session.flush()
             shown = articles[: len(articles) - rendered.stories_dropped]
             session.add_all(
@@ -202,12 +220,28 @@ def build_issue(
                 coins=len(digest.market.coins) if digest.market else 0,
                 market_stale=bool(digest.market and digest.market.stale),
                 rebuilt=rebuilt,
+                verdicts=_clipped(selection.verdicts, articles[len(shown) :]),
             )
     except IntegrityError:
         raise EditionRace(
             f"the edition of {edition_date} was built by another process at the same time",
             hint="run the command again to see its state",
         ) from None
+
+
+def _clipped(verdicts: Sequence[Verdict], dropped: Sequence[Article]) -> tuple[Verdict, ...]:
+    """The verdicts, with the stories left out to stay under the clip limit said so."""
+    gone = {(article.title, article.source) for article in dropped}
+    return tuple(
+        replace(
+            verdict,
+            taken=False,
+            reason="left out to keep the mail under Gmail's 102 KB clip limit",
+        )
+        if verdict.taken and (verdict.title, verdict.source) in gone
+        else verdict
+        for verdict in verdicts
+    )
 
 
 def edition_subject(subject: str, settings: Settings) -> str:
@@ -318,10 +352,10 @@ def compose_variant(
             jump_factor=settings.market_max_jump_factor,
         )
     return edition_digest(
-        settings,
         edition_date=issue.edition_date,
         stories=stories,
         market=market,
+        sponsor=carried_sponsor(session, settings, issue),
         sections=sections,
     )
 

@@ -16,9 +16,14 @@ __all__ = [
     "EditionRace",
     "IssueStateError",
     "NewsletterError",
+    "PlacementConflict",
     "RenderError",
+    "ReportError",
     "SourceError",
+    "SponsorError",
     "TransportError",
+    "UnknownEndpoint",
+    "UnknownPlacement",
     "UsageError",
 ]
 
@@ -61,3 +66,27 @@ class TransportError(NewsletterError):
 
 class DeliveryStateError(NewsletterError):
     """A delivery is in a state that does not allow the requested move."""
+
+
+class ReportError(NewsletterError):
+    """A bounce or complaint report (a provider's event, a posted message) cannot be read."""
+
+    exit_code = 2
+
+
+class SponsorError(NewsletterError):
+    """A sponsor placement cannot be added or removed as asked (bad field, overlapping dates)."""
+
+    exit_code = 2
+
+
+class UnknownPlacement(SponsorError):
+    """No sponsor placement has that id."""
+
+
+class PlacementConflict(SponsorError):
+    """A placement clashes with what exists: overlapping dates, or removing one that ran."""
+
+
+class UnknownEndpoint(NewsletterError):
+    """No webhook endpoint has the id given."""

@@ -11,6 +11,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     Float,
     ForeignKey,
@@ -109,6 +110,10 @@ class Issue(Base):
     #: Set while an operator holds the edition: workers send none of it until it is resumed.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The sponsor placement the edition carries (None: none, or a ``[[sponsors]]`` slot of the TOML).
+    sponsor_placement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sponsor_placements.id"), index=True
+    )
 
     variants: Mapped[list[IssueVariant]] = relationship(
         back_populates="issue", cascade="all, delete-orphan", order_by="IssueVariant.id"
@@ -275,6 +280,24 @@ class RouteRate(Base):
     slow_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class RelayCount(Base):
+    """What each SMTP relay did with the messages handed to it, all editions and workers together.
+
+    Sending processes add their counts every few seconds and when they stop (one upsert a flush,
+    never a query a message), so a crash forgets at most those seconds' counts; the ledger, not
+    this table, says what was delivered.
+    """
+
+    __tablename__ = "relay_counts"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)
+    sent: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    deferred: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    skipped: Mapped[int] = mapped_column(BigId, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class BounceKind(enum.StrEnum):
     HARD = "hard"
     SOFT = "soft"
@@ -315,6 +338,121 @@ class DeliveryCount(Base):
     status: Mapped[str] = mapped_column(String(20), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(BigId)
+
+
+class WebhookEndpoint(Base):
+    """An operator's receiver of outgoing webhooks: where to post, which events, the signing secret.
+
+    Disabled either by an operator (no event is queued for it meanwhile) or after a run of failed
+    attempts (``auto_disabled``: its events keep being queued, and are delivered once it is enabled
+    again, so that an outage loses nothing).
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    #: The event types it receives.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    #: The Standard Webhooks signing secret, ``whsec_`` and base64 of random bytes.
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Disabled after ``webhook_failure_limit`` failed attempts in a row, not by an operator.
+    auto_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    #: Failed attempts since the last success.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: After a failure no message goes to this endpoint before then (backoff per receiver).
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the queue of outgoing webhooks and their audit trail.
+
+    Inserted in the transaction of the event itself; ``payload`` holds the exact JSON body that is
+    signed and posted; ``message_id`` (the ``webhook-id`` header) is the same for every endpoint of
+    one event and on every retry, so that a receiver can drop a message it has seen.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "message_id"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[str] = mapped_column(Text)
+    #: The subscriber the event is about, if any (no foreign key: the row may be deleted), so that
+    #: erasing a subscriber can drop what the queue holds about them.
+    subscriber_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    status: Mapped[WebhookStatus] = mapped_column(
+        status_enum(WebhookStatus, "webhook_status"), default=WebhookStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The HTTP status of the last attempt (None: no answer).
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SponsorPlacement(Base):
+    """A paid placement: the sponsored slot of every edition from ``start_date`` to ``end_date``.
+
+    The ranges of two placements never overlap (an edition has one sponsored slot); the service
+    that adds them checks it (:mod:`newsletter.sponsors`).
+    """
+
+    __tablename__ = "sponsor_placements"
+    __table_args__ = (Index("ix_sponsor_placements_dates", "start_date", "end_date"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(2000))
+    text: Mapped[str] = mapped_column(String(400))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SponsorClick(Base):
+    """Clicks on a placement's link in one edition: a count, nothing about who clicked."""
+
+    __tablename__ = "sponsor_clicks"
+
+    placement_id: Mapped[int] = mapped_column(
+        ForeignKey("sponsor_placements.id", ondelete="CASCADE"), primary_key=True
+    )
+    edition_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigId, default=0)
 
 
 class OutboxStatus(enum.StrEnum):

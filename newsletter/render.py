@@ -25,6 +25,14 @@ TEXT_TEMPLATE = "issue.txt.j2"
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Room kept for what personalisation adds (address, signed links) to the rendered HTML.
 PERSONAL_HEADROOM = 3 * 1024
+#: The footer's privacy notice, as the sponsor links are counted or not.
+PRIVACY_PLAIN = (
+    "Privacy: no tracking pixel and no click tracking; every link goes straight to its site."
+)
+PRIVACY_COUNTED = (
+    "Privacy: no tracking pixel. Sponsored links pass through our site, which counts clicks per "
+    "edition and records nothing about you; every other link goes straight to its site."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,8 @@ class EditionContext:
     timezone: str
     prices_by: str = "CoinGecko"
     show_images: bool = False
+    #: Whether sponsor links go through the counting redirect (the footer's privacy notice says so).
+    sponsor_clicks_counted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +144,7 @@ class Renderer:
             "email": personal.EMAIL,
             "unsubscribe_url": personal.UNSUBSCRIBE_URL,
             "preferences_url": personal.PREFERENCES_URL,
+            "privacy": PRIVACY_COUNTED if context.sponsor_clicks_counted else PRIVACY_PLAIN,
         }
         html = inline_css(self.render_page(HTML_TEMPLATE, **values))
         text = self.render_page(TEXT_TEMPLATE, **values)

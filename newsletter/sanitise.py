@@ -55,3 +55,44 @@ def title_key(title: str) -> str:
     folded = unicodedata.normalize("NFKC", title).casefold()
     folded = _NOT_WORD.sub(" ", folded)
     return _SPACE.sub(" ", folded).strip()[:500]
+
+
+#: What an edition's content keeps in a feed: structure, links and images, no style or script.
+_FEED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align", "scope"},
+}
+#: The mail's wrapper, left out of a feed: the hidden preheader and the view-in-browser bar.
+_WRAPPER = " | ".join(
+    f"//*[contains(concat(' ', normalize-space(@class), ' '), ' {name} ')]"
+    for name in ("preheader", "topbar")
+)
+
+
+def edition_content(document: str) -> str:
+    """An edition's web version as a fragment safe for a feed reader (Atom ``<content>``).
+
+    The mail's wrapper goes (head, hidden preheader, view-in-browser bar); what readers see stays,
+    without styles, scripts, event handlers or any URL scheme but http(s) and mailto. Sponsor links
+    keep ``rel="sponsored"``.
+    """
+    from lxml import html as lxml_html  # imported when first needed: only the feed uses it
+
+    root = lxml_html.document_fromstring(document)
+    for unwanted in root.xpath(f"//head | {_WRAPPER}"):
+        unwanted.drop_tree()
+    body = root.find("body")
+    fragment = "".join(
+        lxml_html.tostring(child, encoding="unicode")
+        for child in (body if body is not None else root)
+    )
+    return nh3.clean(
+        fragment,
+        attributes=_FEED_ATTRIBUTES,
+        tag_attribute_values={"a": {"rel": {"sponsored"}}},
+        clean_content_tags={"script", "style", "title"},
+        url_schemes={"http", "https", "mailto"},
+        link_rel=None,
+    )

@@ -7,6 +7,7 @@ so that an overwritten row never loses the record of an earlier one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -54,26 +55,29 @@ def append(
     )
 
 
-def append_many(
-    session: Session,
-    subscriber_ids: Iterable[int],
-    kind: ConsentKind,
-    *,
-    at: datetime,
-    source: str | None,
-) -> None:
-    """The same event for many subscribers (an import), in one statement."""
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """The consent of one imported subscriber, as the file gives it."""
+
+    subscriber_id: int
+    at: datetime
+    source: str | None
+    ip: str | None
+
+
+def append_imports(session: Session, events: Iterable[Imported]) -> None:
+    """One ``imported`` event per subscriber, each with its own time and source, in one statement."""
     rows = [
         {
-            "subscriber_id": subscriber_id,
-            "kind": kind.value,
-            "at": at,
-            "source": clip(source, 200),
-            "ip": None,
+            "subscriber_id": event.subscriber_id,
+            "kind": ConsentKind.IMPORTED.value,
+            "at": event.at,
+            "source": clip(event.source, 200),
+            "ip": clip(event.ip, 45),
             "user_agent": None,
             "wording": None,
         }
-        for subscriber_id in subscriber_ids
+        for event in events
     ]
     if rows:
         session.execute(insert(ConsentEvent), rows)

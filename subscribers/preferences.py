@@ -55,25 +55,55 @@ def _one(values: Mapping[str, Sequence[str]], name: str) -> str:
     return value.strip()
 
 
-def parse_form(values: Mapping[str, Sequence[str]], *, coins: Sequence[str]) -> Preferences:
+def check_watchlist(
+    picked: Sequence[str], *, coins: Sequence[str], default: Sequence[str]
+) -> tuple[str, ...] | None:
+    """The watchlist of these picks, in the order of ``coins`` (the coins one may follow); None
+    when the picks are the newsletter's own coins (the default). ``InvalidPreferences`` names any
+    coin not in ``coins`` and refuses an empty choice."""
+    allowed = set(coins)
+    chosen = {coin for coin in picked if coin}
+    unknown = sorted(coin for coin in chosen if coin not in allowed)
+    if unknown:
+        shown = ", ".join(repr(coin[:MAX_FIELD_LENGTH]) for coin in unknown[:5])
+        raise InvalidPreferences(
+            {
+                "watchlist": f"unknown coin {shown}: choose coins from the list (the top coins "
+                "by market cap)"
+                if len(unknown) == 1
+                else f"unknown coins {shown}: choose coins from the list (the top coins by "
+                "market cap)"
+            }
+        )
+    if not chosen:
+        raise InvalidPreferences(
+            {"watchlist": "choose at least one coin (or leave out the market section)"}
+        )
+    if chosen == set(default):
+        return None
+    return tuple(coin for coin in dict.fromkeys(coins) if coin in chosen)
+
+
+def parse_form(
+    values: Mapping[str, Sequence[str]],
+    *,
+    coins: Sequence[str],
+    default: Sequence[str] | None = None,
+) -> Preferences:
     """Read the preferences form (``watchlist`` and ``sections`` repeated, the rest single).
 
-    ``coins`` are the coins a subscriber may pick, in display order. Every problem is reported at
-    once, by field.
+    ``coins`` are the coins a subscriber may pick, in display order; ``default`` the newsletter's
+    own (all of ``coins`` when not given): picking exactly those stores "the default". Every problem
+    is reported at once, by field.
     """
     problems: dict[str, str] = {}
-    allowed_coins = set(coins)
-    picked_coins = [value for value in values.get("watchlist", []) if value]
-    unknown = [coin for coin in picked_coins if coin not in allowed_coins]
     watchlist: tuple[str, ...] | None = None
-    if unknown:
-        problems["watchlist"] = "choose coins from the list"
-    elif not picked_coins:
-        problems["watchlist"] = "choose at least one coin (or leave out the market section)"
-    else:
-        chosen = set(picked_coins)
-        ordered = tuple(coin for coin in coins if coin in chosen)
-        watchlist = None if chosen == allowed_coins else ordered
+    try:
+        watchlist = check_watchlist(
+            values.get("watchlist", []), coins=coins, default=coins if default is None else default
+        )
+    except InvalidPreferences as exc:
+        problems.update(exc.problems)
 
     picked_sections = [value for value in values.get("sections", []) if value]
     sections: tuple[str, ...] | None = None

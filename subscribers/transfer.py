@@ -1,7 +1,9 @@
-"""Files of subscribers: CSV import (all or nothing, under explicit limits) and export.
+"""Files of subscribers: import (all or nothing, under explicit limits) and CSV export.
 
-The import takes a ``transaction`` factory and writes in chunks inside one transaction; addresses
-already on the list are counted, not changed, and suppressed ones stay suppressed.
+The import reads this newsletter's CSV or another tool's export (:mod:`subscribers.formats`), takes a
+``transaction`` factory and writes in chunks inside one transaction; addresses already on the list
+are counted, not changed, and suppressed ones stay suppressed. Rows the file shows as gone
+(unsubscribed, cleaned, bounced, complained) are suppressed, never confirmed.
 """
 
 from __future__ import annotations
@@ -27,8 +29,25 @@ from subscribers.csvlimits import (
     bounded_records,
 )
 from subscribers.errors import ImportFileError, SubscriberError
-from subscribers.model import SUPPRESSED, ConsentKind, Subscriber, SubscriberStatus, new_link_key
-from subscribers.privacy import suppressed_keys
+from subscribers.formats import (
+    Columns,
+    ImportFormat,
+    Provider,
+    Reading,
+    detect,
+    listmonk_timezone,
+    provider_for,
+)
+from subscribers.model import (
+    SUPPRESSED,
+    ConsentKind,
+    Subscriber,
+    SubscriberStatus,
+    new_link_key,
+    suppress,
+    unsubscribe,
+)
+from subscribers.privacy import suppress_key, suppressed_keys
 from subscribers.service import check_timezone, clean_name
 from subscribers.spreadsheet import neutralise, restore
 
@@ -45,6 +64,16 @@ class ImportRow:
     key: str
     name: str | None
     timezone: str | None
+    #: The status the file gives; None for a plain CSV row (confirmed or pending as the import says).
+    status: SubscriberStatus | None = None
+    consent_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    #: When the address left, bounced or complained at the provider.
+    left_at: datetime | None = None
+    #: Where the consent came from at the provider, added to the import's own source.
+    origin: str | None = None
+    ip: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,44 +85,181 @@ class RejectedRow:
 
 @dataclass(slots=True)
 class ImportReport:
-    added: int = 0
+    """What an import did, one count per outcome; a re-import of the same file only counts unchanged.
+
+    ``added`` = ``confirmed`` + ``pending``; ``already_present`` and ``suppressed`` are the two kinds of
+    unchanged rows (on the list already; suppressed here already, so never re-added);
+    ``newly_suppressed`` counts addresses the file shows as unsubscribed, cleaned, bounced or
+    complained that are suppressed now.
+    """
+
+    confirmed: int = 0
+    pending: int = 0
     already_present: int = 0
     suppressed: int = 0
+    newly_suppressed: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    #: The format the file was read as (the one chosen, or the one ``auto`` found).
+    format: str = ImportFormat.CSV.value
+
+    @property
+    def added(self) -> int:
+        return self.confirmed + self.pending
+
+    @property
+    def unchanged(self) -> int:
+        return self.already_present + self.suppressed
 
     @property
     def rows(self) -> int:
-        return self.added + self.already_present + self.suppressed + len(self.rejected)
+        return self.added + self.unchanged + self.newly_suppressed + len(self.rejected)
+
+
+class ImportFile:
+    """The rows of an import file, read when iterated; ``format`` is known once the header is read."""
+
+    def __init__(
+        self, path: Path, *, chosen: ImportFormat, max_field_chars: int, max_line_chars: int
+    ) -> None:
+        self.path = path
+        self.chosen = chosen
+        self.format = chosen
+        self.max_field_chars = max_field_chars
+        self.max_line_chars = max_line_chars
+
+    def __iter__(self) -> Iterator[ImportRow | RejectedRow]:
+        path = self.path
+        try:
+            _check_utf8(path)
+            handle = path.open(encoding="utf-8-sig", newline="")
+        except FileNotFoundError:
+            raise ImportFileError(f"import file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ImportFileError(f"import file {path} is a directory") from None
+        except OSError as exc:
+            raise ImportFileError(f"cannot read import file {path}: {exc.strerror}") from None
+        with handle:
+            yield from self._rows(
+                bounded_records(
+                    handle,
+                    path=path,
+                    max_field_chars=self.max_field_chars,
+                    max_line_chars=self.max_line_chars,
+                )
+            )
+
+    def _rows(self, reader: Iterator[tuple[int, list[str]]]) -> Iterator[ImportRow | RejectedRow]:
+        path = self.path
+        _, header = next(reader, (0, None))
+        if header is None:
+            raise ImportFileError(
+                f"import file {path} is empty", hint="the first row must name the columns"
+            )
+        columns = Columns(header)
+        chosen = detect(columns) if self.chosen is ImportFormat.AUTO else self.chosen
+        self.format = chosen
+        provider: Provider | None = None
+        if chosen is ImportFormat.CSV:
+            if not columns.has("email"):
+                raise ImportFileError(
+                    f"import file {path} has no 'email' column "
+                    f"(its columns: {', '.join(header) or 'none'})",
+                    hint="the first row must be a header such as: email,name,timezone"
+                    + (
+                        ""
+                        if self.chosen is ImportFormat.CSV
+                        else "; or choose the tool the file was exported from with --from"
+                    ),
+                )
+        else:
+            provider = provider_for(chosen, columns, path=path)
+        email_at = columns.at[columns.first(*(provider.email if provider else ("email",))) or ""]
+        seen: dict[str, int] = {}
+        for line, values in reader:
+            if not values or all(not value.strip() for value in values):
+                continue
+            values = [restore(value) for value in values]
+            raw = values[email_at].strip() if email_at < len(values) else ""
+            if len(values) != len(header):
+                yield RejectedRow(
+                    line, raw, f"has {len(values)} fields where the header has {len(header)}"
+                )
+                continue
+            try:
+                address = normalise(raw)
+                reading = _reading(provider, columns, values)
+                name = clean_name(_name(columns, values))
+                zone = check_timezone(_zone(provider, columns, values))
+            except SubscriberError as exc:
+                yield RejectedRow(line, raw, exc.message)
+                continue
+            if address.key in seen:
+                yield RejectedRow(line, raw, f"duplicate of line {seen[address.key]}")
+                continue
+            seen[address.key] = line
+            yield ImportRow(
+                line,
+                address.email,
+                address.key,
+                name,
+                zone,
+                status=reading.status,
+                consent_at=reading.consent_at,
+                confirmed_at=reading.confirmed_at,
+                left_at=reading.left_at,
+                origin=reading.source,
+                ip=reading.ip,
+                reason=reading.reason,
+            )
 
 
 def read_csv(
     path: Path,
     *,
+    source_format: ImportFormat = ImportFormat.AUTO,
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
     max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
-) -> Iterator[ImportRow | RejectedRow]:
-    """Read an import file: a header row with an ``email`` column, optional ``name`` and ``timezone``.
+) -> ImportFile:
+    """Read an import file: this newsletter's CSV (a header row with an ``email`` column, optional
+    ``name`` and ``timezone``) or the subscriber export of another tool (see
+    :mod:`subscribers.formats`); ``auto`` tells which by the header.
 
     Yields one valid row or one rejected row (with its line number and reason) per data line; raises
     :class:`ImportFileError` when the file as a whole cannot be used, including a field or a line
     over its limit (see :mod:`subscribers.csvlimits`).
     """
-    try:
-        _check_utf8(path)
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise ImportFileError(f"import file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ImportFileError(f"import file {path} is a directory") from None
-    except OSError as exc:
-        raise ImportFileError(f"cannot read import file {path}: {exc.strerror}") from None
-    with handle:
-        yield from _read_rows(
-            bounded_records(
-                handle, path=path, max_field_chars=max_field_chars, max_line_chars=max_line_chars
-            ),
-            path,
-        )
+    return ImportFile(
+        path,
+        chosen=ImportFormat(source_format),
+        max_field_chars=max_field_chars,
+        max_line_chars=max_line_chars,
+    )
+
+
+def _reading(provider: Provider | None, columns: Columns, values: list[str]) -> Reading:
+    if provider is not None:
+        return provider.read(columns, values)
+    # This newsletter's own export has a status column: an address that left stays suppressed.
+    status = (columns.value(values, "status") or "").lower()
+    if status in {state.value for state in SUPPRESSED}:
+        return Reading(SubscriberStatus(status), reason=status)
+    return Reading()
+
+
+def _name(columns: Columns, values: list[str]) -> str | None:
+    if columns.has("name"):
+        return columns.value(values, "name")
+    parts = (
+        columns.value(values, "first name", "first_name", "firstname"),
+        columns.value(values, "last name", "last_name", "lastname"),
+    )
+    return " ".join(part for part in parts if part) or None
+
+
+def _zone(provider: Provider | None, columns: Columns, values: list[str]) -> str | None:
+    if provider is not None and provider.format is ImportFormat.LISTMONK:
+        return listmonk_timezone(columns, values)
+    return columns.value(values, "timezone", "time_zone")
 
 
 def _check_utf8(path: Path, chunk_size: int = 1 << 16) -> None:
@@ -118,48 +284,6 @@ def _check_utf8(path: Path, chunk_size: int = 1 << 16) -> None:
                 return
             offset += len(chunk)
             lines += chunk.count(b"\n")
-
-
-def _read_rows(
-    reader: Iterator[tuple[int, list[str]]], path: Path
-) -> Iterator[ImportRow | RejectedRow]:
-    _, header = next(reader, (0, None))
-    if header is None:
-        raise ImportFileError(
-            f"import file {path} is empty", hint="the first row must name the columns"
-        )
-    columns = [name.strip().lower() for name in header]
-    if "email" not in columns:
-        raise ImportFileError(
-            f"import file {path} has no 'email' column (its columns: {', '.join(header) or 'none'})",
-            hint="the first row must be a header such as: email,name,timezone",
-        )
-    email_at = columns.index("email")
-    name_at = columns.index("name") if "name" in columns else None
-    zone_at = columns.index("timezone") if "timezone" in columns else None
-    seen: dict[str, int] = {}
-    for line, values in reader:
-        if not values or all(not value.strip() for value in values):
-            continue
-        values = [restore(value) for value in values]
-        raw = values[email_at].strip() if email_at < len(values) else ""
-        if len(values) != len(columns):
-            yield RejectedRow(
-                line, raw, f"has {len(values)} fields where the header has {len(columns)}"
-            )
-            continue
-        try:
-            address = normalise(raw)
-            name = clean_name(values[name_at]) if name_at is not None else None
-            zone = check_timezone(values[zone_at]) if zone_at is not None else None
-        except SubscriberError as exc:
-            yield RejectedRow(line, raw, exc.message)
-            continue
-        if address.key in seen:
-            yield RejectedRow(line, raw, f"duplicate of line {seen[address.key]}")
-            continue
-        seen[address.key] = line
-        yield ImportRow(line, address.email, address.key, name, zone)
 
 
 def _insert_ignoring_conflicts(session: Session, values: list[dict[str, Any]]) -> dict[str, int]:
@@ -187,6 +311,8 @@ def import_rows(
     """
     report = ImportReport()
     chunk: list[ImportRow] = []
+    if isinstance(rows, ImportFile):
+        report.format = rows.chosen.value
     try:
         with transaction() as session:
             for row in rows:
@@ -206,12 +332,24 @@ def import_rows(
             _write_chunk(session, chunk, report, confirmed=confirmed, source=source, now=now)
             if progress and chunk:
                 progress(len(chunk))
+        if isinstance(rows, ImportFile):
+            report.format = rows.format.value
     except ImportFileError as exc:
         message = exc.message
         if "nothing was imported" not in message:
             message += "; nothing was imported"
         raise ImportFileError(message, hint=exc.hint) from None
     return report
+
+
+def _status_of(row: ImportRow, *, confirmed: bool) -> SubscriberStatus:
+    if row.status is not None:
+        return row.status
+    return SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
+
+
+def _source_of(row: ImportRow, source: str) -> str:
+    return f"{source} ({row.origin})" if row.origin else source
 
 
 def _write_chunk(
@@ -223,56 +361,110 @@ def _write_chunk(
     source: str,
     now: datetime | None,
 ) -> None:
-    """Insert one chunk of an import (in the import's transaction) and count what happened.
+    """Write one chunk of an import (in the import's transaction) and count what happened.
 
-    Addresses already on the list are counted, not changed; suppressed ones (unsubscribed, bounced,
-    complained, or erased after leaving) stay suppressed.
+    A new address is added as confirmed or pending (as the file or the import says); a new address
+    the file shows as unsubscribed, cleaned, bounced or complained is not added but suppressed by
+    hash, as a deleted address that left is. Addresses already on the list are counted, not changed,
+    unless the file shows they left after the consent held here; suppressed ones (unsubscribed,
+    bounced, complained, or erased after leaving) stay suppressed.
     """
     if not chunk:
         return
     stamp = now or utcnow()
     keys = [row.key for row in chunk]
-    existing = dict(
-        session.execute(
-            select(Subscriber.email_key, Subscriber.status).where(Subscriber.email_key.in_(keys))
-        ).all()
-    )
+    existing = {
+        subscriber.email_key: subscriber
+        for subscriber in session.scalars(select(Subscriber).where(Subscriber.email_key.in_(keys)))
+    }
     blocked = suppressed_keys(session, [row.key for row in chunk if row.key not in existing])
     fresh = [row for row in chunk if row.key not in existing and row.key not in blocked]
+    joining = [row for row in fresh if _status_of(row, confirmed=confirmed) not in SUPPRESSED]
     inserted: dict[str, int] = {}
-    if fresh:
-        inserted = _insert_ignoring_conflicts(
-            session,
-            [
+    if joining:
+        values = []
+        for row in joining:
+            status = _status_of(row, confirmed=confirmed)
+            consent_at = min(row.consent_at or stamp, stamp)
+            values.append(
                 {
                     "email": row.email,
                     "email_key": row.key,
                     "name": row.name,
                     "timezone": row.timezone,
-                    "status": SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+                    "status": status,
                     "created_at": stamp,
                     "status_changed_at": stamp,
-                    "confirmed_at": stamp if confirmed else None,
-                    "consent_at": stamp,
-                    "consent_source": source,
+                    "confirmed_at": min(row.confirmed_at or stamp, stamp)
+                    if status is SubscriberStatus.CONFIRMED
+                    else None,
+                    "consent_at": consent_at,
+                    "consent_source": consent.clip(_source_of(row, source), 200),
+                    "consent_ip": consent.clip(row.ip, 45),
                     "link_key": new_link_key(),
                     "legacy_links": False,
                     "paused": False,
                 }
-                for row in fresh
+            )
+        inserted = _insert_ignoring_conflicts(session, values)
+        by_key = {row.key: row for row in joining}
+        consent.append_imports(
+            session,
+            [
+                consent.Imported(
+                    subscriber_id=subscriber_id,
+                    at=min(by_key[key].consent_at or stamp, stamp),
+                    source=_source_of(by_key[key], source),
+                    ip=by_key[key].ip,
+                )
+                for key, subscriber_id in inserted.items()
             ],
         )
-        consent.append_many(
-            session, inserted.values(), ConsentKind.IMPORTED, at=stamp, source=source
-        )
-    report.added += len(inserted)
     for row in chunk:
         if row.key in inserted:
+            if _status_of(row, confirmed=confirmed) is SubscriberStatus.CONFIRMED:
+                report.confirmed += 1
+            else:
+                report.pending += 1
             continue
-        if existing.get(row.key) in SUPPRESSED or row.key in blocked:
+        status = _status_of(row, confirmed=confirmed)
+        subscriber = existing.get(row.key)
+        if row.key in blocked or (subscriber is not None and subscriber.is_suppressed):
             report.suppressed += 1
+        elif status not in SUPPRESSED:
+            report.already_present += 1
+        elif subscriber is None:
+            suppress_key(session, row.key, reason=f"import: {status.value}", now=stamp)
+            report.newly_suppressed += 1
+        elif _left_after_consent(row, subscriber):
+            _leave(session, subscriber, row, status, source=_source_of(row, source), now=stamp)
+            report.newly_suppressed += 1
         else:
             report.already_present += 1
+
+
+def _left_after_consent(row: ImportRow, subscriber: Subscriber) -> bool:
+    """Whether the file's leaving is newer than the consent held here (unknown times: it is)."""
+    given = subscriber.confirmed_at or subscriber.consent_at
+    return row.left_at is None or given is None or row.left_at >= given
+
+
+def _leave(
+    session: Session,
+    subscriber: Subscriber,
+    row: ImportRow,
+    status: SubscriberStatus,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Suppress a subscriber on the list whom the file shows as gone (left, bounced, complained)."""
+    reason = consent.clip(f"import: {row.reason or status.value}", 200)
+    if status is SubscriberStatus.UNSUBSCRIBED:
+        unsubscribe(subscriber, now=now, reason=reason)
+        consent.append(session, subscriber.id, ConsentKind.UNSUBSCRIBE, at=now, source=source)
+    else:
+        suppress(subscriber, status, reason=reason or status.value, now=now)
 
 
 def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:

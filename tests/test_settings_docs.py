@@ -9,6 +9,7 @@ from newsletter.config import (
     CONFIG_ENV_VAR,
     FeedSettings,
     MarketSettings,
+    RelaySettings,
     Settings,
     SponsorSettings,
     env_name,
@@ -26,6 +27,7 @@ def expected() -> set[str]:
     names |= {f"NEWSLETTER_MARKET__{field.upper()}" for field in MarketSettings.model_fields}
     names |= {f"feeds.{field}" for field in FeedSettings.model_fields}
     names |= {f"sponsors.{field}" for field in SponsorSettings.model_fields}
+    names |= {f"relays.{field}" for field in RelaySettings.model_fields}
     return names | {CONFIG_ENV_VAR}
 
 
@@ -40,6 +42,6 @@ def test_docs_name_no_unknown_setting() -> None:
 
 
 def test_every_setting_has_a_description() -> None:
-    for model in (Settings, MarketSettings, FeedSettings, SponsorSettings):
+    for model in (Settings, MarketSettings, FeedSettings, SponsorSettings, RelaySettings):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"

@@ -143,7 +143,8 @@ def test_finding_3_delete_of_an_address_that_came_back_keeps_it_suppressed(
     subscriber = web.subscriber("twice@example.com")
     assert subscriber is not None and subscriber.status is SubscriberStatus.CONFIRMED
     web.client.delete(f"/api/subscribers/{subscriber.id}", headers=web.admin())
-    assert _import(web, tmp_path, "twice@example.com") == {
+    report = _import(web, tmp_path, "twice@example.com")
+    assert {key: report[key] for key in ("added", "already_present", "suppressed", "rejected")} == {
         "added": 0,
         "already_present": 0,
         "suppressed": 1,

@@ -15,8 +15,10 @@ import click
 from rich.console import Console
 
 from newsletter import __version__, logs
-from newsletter.cli import issues, operations, sending
+from newsletter.cli import deliveries, issues, operations, sending
+from newsletter.cli import sponsors as sponsor_commands
 from newsletter.cli import subscribers as subscriber_commands
+from newsletter.cli import webhooks as webhook_commands
 from newsletter.cli.context import Context, pass_context
 from newsletter.errors import NewsletterError
 
@@ -81,6 +83,7 @@ for _command in (
     operations.show_config,
     operations.db,
     subscriber_commands.subscribers,
+    sponsor_commands.sponsors,
     operations.fetch,
     issues.issue,
     sending.worker,
@@ -88,9 +91,11 @@ for _command in (
     operations.outbox_command,
     operations.unsubscribes,
     sending.send,
+    deliveries.deliveries,
     operations.scheduler_command,
     operations.run_command,
     operations.demo,
+    webhook_commands.webhooks_group,
 ):
     cli.add_command(_command)
 

@@ -18,11 +18,16 @@ def issue() -> None:
 
 @issue.command("build")
 @date_option()
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also print, for each candidate story, why it was taken or left out.",
+)
 @pass_context
-def issue_build(context: Context, date_text: str | None) -> None:
+def issue_build(context: Context, date_text: str | None, explain: bool) -> None:
     """Build (or rebuild) an edition from the stored articles and prices."""
     edition_date = chosen_date(context, date_text)
-    result = context.app.editions.build(edition_date=edition_date, now=utcnow())
+    result = context.app.editions.build(edition_date=edition_date, now=utcnow(), explain=explain)
     verb = "Rebuilt" if result.rebuilt else "Built"
     context.console.print(f"{verb} the edition of {edition_date}: {result.subject}", markup=False)
     context.console.print(f"  {result.stories} stories, {result.coins} coins")
@@ -37,6 +42,16 @@ def issue_build(context: Context, date_text: str | None) -> None:
             f"  note: {result.stories_dropped} stories left out to stay under Gmail's 102 KB clip "
             "limit; they stay available for the next edition"
         )
+    if explain:
+        context.console.print(f"  {len(result.verdicts)} candidate stories:")
+        for verdict in result.verdicts:
+            mark = "taken" if verdict.taken else "left "
+            context.console.print(
+                f"  {mark} {verdict.published_at:%Y-%m-%d %H:%M} {verdict.source}: "
+                f"{verdict.title}\n        {verdict.reason}",
+                markup=False,
+                highlight=False,
+            )
 
 
 @issue.command("preview")
@@ -87,6 +102,13 @@ def issue_status(context: Context, date_text: str | None) -> None:
             "'newsletter send --resume' sends them",
             markup=False,
         )
+    if found.relays:
+        context.console.print("relays (all editions):", markup=False)
+        for relay, counts in found.relays.items():
+            context.console.print(
+                f"  {relay}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()),
+                markup=False,
+            )
 
 
 @issue.command("stats")

@@ -16,6 +16,7 @@ from newsletter.cli.progress import Bars
 from newsletter.cli.sending import print_send
 from newsletter.db import redact
 from newsletter.errors import NewsletterError
+from newsletter.services import bounce_webhook
 from newsletter.signals import stop_on_signals
 
 DEMO_CONFIG = Path("examples/demo.toml")
@@ -139,6 +140,25 @@ def bounces_process(context: Context, path: Path) -> None:
     context.console.print(table)
     for line in summary.messages:
         context.err.print(line, markup=False)
+
+
+@bounces.command("receive")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_context
+def bounces_receive(context: Context, path: Path) -> None:
+    """Apply one saved provider event (JSON) or report message (.eml), as if it were posted.
+
+    Reads what POST /api/webhooks/bounces reads: an Amazon SNS/SES event, a Postmark or Mailgun
+    webhook, or a whole DSN or feedback report. Receiving the same event again changes nothing.
+    """
+    receipt = bounce_webhook.receive_file(context.app.database, path, now=utcnow())
+    context.console.print(
+        f"{receipt.provider} event {receipt.event_id}: {receipt.result}", markup=False
+    )
+    for item in receipt.recipients:
+        click.echo(f"{item.recipient}\t{item.kind}\t{item.outcome}")
+    if receipt.note:
+        context.err.print(receipt.note, markup=False)
 
 
 @click.group()

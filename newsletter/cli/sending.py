@@ -158,3 +158,8 @@ def worker(context: Context, date_text: str | None, exit_when_idle: bool, poll: 
         f"Worker stopped: {report.sent} sent, {report.retried} to retry, {report.failed} failed, "
         f"{report.deferred} paced for later (editions: {editions})."
     )
+    if report.webhooks_delivered or report.webhooks_failed:
+        context.console.print(
+            f"Webhooks: {report.webhooks_delivered} delivered, "
+            f"{report.webhooks_failed} failed attempts (see 'newsletter webhooks list')."
+        )

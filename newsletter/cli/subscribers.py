@@ -13,6 +13,7 @@ from newsletter.cli.context import Context, count_lines, pass_context
 from newsletter.cli.progress import Bars
 from newsletter.services import privacy, stats
 from newsletter.services import subscribers as listing
+from subscribers.formats import ImportFormat
 from subscribers.model import SubscriberStatus
 from subscribers.transfer import ImportReport
 
@@ -52,17 +53,38 @@ def subscribers_add(
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--confirmed", is_flag=True, help="Import as confirmed (consent obtained elsewhere).")
+@click.option(
+    "--from",
+    "source_format",
+    type=click.Choice([choice.value for choice in ImportFormat]),
+    default=ImportFormat.AUTO.value,
+    show_default=True,
+    help="The tool the file was exported from; auto tells it by the header row, csv is "
+    "this newsletter's own format (email[,name,timezone]).",
+)
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Import plain CSV rows as confirmed (consent obtained elsewhere); another tool's export "
+    "keeps the status it gives.",
+)
 @pass_context
-def subscribers_import(context: Context, file: Path, confirmed: bool) -> None:
-    """Import subscribers from a CSV file with an 'email' column (optional: name, timezone)."""
-    report = _import(context, file, confirmed=confirmed)
+def subscribers_import(context: Context, file: Path, source_format: str, confirmed: bool) -> None:
+    """Import subscribers from a CSV file with an 'email' column (optional: name, timezone), or
+    from the subscriber export of Mailchimp, Substack, beehiiv, listmonk or Buttondown.
+
+    Who left, bounced or complained there is suppressed here, never confirmed; a re-import of the
+    same file changes nothing.
+    """
+    report = _import(context, file, confirmed=confirmed, source_format=ImportFormat(source_format))
     _print_import(context, report)
-    if report.rejected and not (report.added or report.already_present or report.suppressed):
+    if report.rejected and not (report.rows - len(report.rejected)):
         sys.exit(1)
 
 
-def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
+def _import(
+    context: Context, file: Path, *, confirmed: bool, source_format: ImportFormat
+) -> ImportReport:
     app = context.app
     with Bars(context.err) as bars:
         return listing.import_csv(
@@ -71,16 +93,23 @@ def _import(context: Context, file: Path, *, confirmed: bool) -> ImportReport:
             settings=app.settings,
             confirmed=confirmed,
             source=f"import:{file.name}",
+            source_format=source_format,
             now=None,
             progress=bars.counter("Importing", count_lines(file)),
         )
 
 
 def _print_import(context: Context, report: ImportReport) -> None:
-    table = Table(title="Import summary", show_header=False)
+    table = Table(title=f"Import summary ({report.format})", show_header=False)
     table.add_row("added", str(report.added))
-    table.add_row("already present", str(report.already_present))
-    table.add_row("suppressed (left earlier, not re-added)", str(report.suppressed))
+    table.add_row("  confirmed", str(report.confirmed))
+    table.add_row("  pending (to confirm)", str(report.pending))
+    table.add_row(
+        "suppressed now (left, bounced or complained there)", str(report.newly_suppressed)
+    )
+    table.add_row("unchanged", str(report.unchanged))
+    table.add_row("  already present", str(report.already_present))
+    table.add_row("  suppressed (left earlier, not re-added)", str(report.suppressed))
     table.add_row("rejected", str(len(report.rejected)))
     context.console.print(table)
     for row in report.rejected:

@@ -12,9 +12,16 @@ put together in ``settings``; this package's names below are its API.
 """
 
 from newsletter.config.loading import load_settings
+from newsletter.config.mail import RelaySettings
 from newsletter.config.origins import CONFIG_ENV_VAR, ENV_NAMES, FILE_KEYS, env_name
 from newsletter.config.settings import Settings
-from newsletter.config.sources import TICKER_COINS, FeedSettings, MarketSettings, SponsorSettings
+from newsletter.config.sources import (
+    TICKER_COINS,
+    FeedSettings,
+    MarketSettings,
+    SponsorSettings,
+    rule_pattern,
+)
 from newsletter.config.web import (
     DEFAULT_SECRET_KEY,
     MIN_ADMIN_TOKEN_CHARS,
@@ -32,9 +39,11 @@ __all__ = [
     "TICKER_COINS",
     "FeedSettings",
     "MarketSettings",
+    "RelaySettings",
     "Settings",
     "SponsorSettings",
     "check_secret_keys",
     "env_name",
     "load_settings",
+    "rule_pattern",
 ]

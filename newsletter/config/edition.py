@@ -61,6 +61,24 @@ class EditionSettings(BaseModel):
             "than this many hours; 0 for no window at all (replaying recorded feeds)."
         ),
     )
+    story_repeat_days: int = Field(
+        default=7,
+        ge=0,
+        le=60,
+        description=(
+            "A story whose title is close to one sent in the editions of this many days before is "
+            "a repeat and is left out; 0 switches the check off."
+        ),
+    )
+    story_repeat_threshold: float = Field(
+        default=95.0,
+        ge=50,
+        le=100,
+        description=(
+            "How close (0-100, rapidfuzz similarity of the folded titles) a title must be to a "
+            "recent one to count as a repeat."
+        ),
+    )
     market_max_age_minutes: int = Field(
         default=120,
         ge=1,

@@ -21,12 +21,14 @@ from newsletter.config.mail import MailSettings, StorageSettings
 from newsletter.config.origins import ENV_NAMES, FILE_KEYS, config_file_values
 from newsletter.config.sources import SourceSettings
 from newsletter.config.web import WebSettings
+from newsletter.config.webhooks import WebhookSettings
 
 
 # Pydantic orders the fields from the last base to the first: storage, mail, the edition, the
-# schedule, secrets and web, sources, delivery. The order matters (a validator of the admin token
+# schedule, secrets and web, sources, delivery, webhooks. The order matters (a validator of the admin token
 # reads ``demo``, validated before it) and is the order ``newsletter config`` prints.
 class Settings(
+    WebhookSettings,
     DeliverySettings,
     SourceSettings,
     WebSettings,

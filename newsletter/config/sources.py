@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 TICKER_COINS = (
     "bitcoin",
@@ -27,6 +28,29 @@ TICKER_COINS = (
 )
 
 
+def rule_pattern(rule: str) -> re.Pattern[str]:
+    """A feed's ``include`` / ``exclude`` rule as a pattern searched in a story's title and summary.
+
+    ``/.../`` is a regular expression (Python syntax, case-insensitive); anything else is a word or
+    phrase, matched case-insensitively as whole words (``ETF`` matches "ETF" and "etf", not
+    "ETFs"; the spaces of a phrase match any spacing). Raises ``ValueError`` for a bad rule.
+    """
+    text = rule.strip()
+    if len(text) >= 2 and text.startswith("/") and text.endswith("/"):
+        expression = text[1:-1]
+        if not expression:
+            raise ValueError("the regular expression between the slashes is empty")
+        try:
+            return re.compile(expression, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    words = text.split()
+    if not words:
+        raise ValueError("a rule may not be empty")
+    phrase = r"\s+".join(re.escape(word) for word in words)
+    return re.compile(rf"(?<!\w){phrase}(?!\w)", re.IGNORECASE)
+
+
 class FeedSettings(BaseModel):
     """One RSS, Atom or RDF feed: ``[[feeds]]`` in the TOML file."""
 
@@ -39,6 +63,43 @@ class FeedSettings(BaseModel):
     max_items: int | None = Field(
         default=None, ge=1, description="Most stories this feed may contribute to one edition."
     )
+    include: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Rules a story must match (any one of them) in its title or summary to be taken: "
+            "words or phrases, or regular expressions written between slashes."
+        ),
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Rules that leave a story out when its title or summary matches any of them: words "
+            "or phrases, or regular expressions written between slashes."
+        ),
+    )
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description=(
+            "Higher goes first: when the edition is full the stories of lower-priority feeds are "
+            "left out, and a story carried by several feeds is taken from the highest."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> FeedSettings:
+        for kind in ("include", "exclude"):
+            for rule in getattr(self, kind):
+                try:
+                    rule_pattern(rule)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"feed {self.name!r}: {kind} rule {rule!r}: {exc} (a regular expression "
+                        "is written between slashes, e.g. '/\\bETFs?\\b/'; anything else is "
+                        "matched as words)"
+                    ) from None
+        return self
 
 
 class SponsorSettings(BaseModel):
@@ -90,7 +151,8 @@ class MarketSettings(BaseModel):
         default=100,
         ge=0,
         le=250,
-        description="How many coins by market cap the top gainers and losers are drawn from (0: off).",
+        description="How many coins by market cap the top gainers and losers are drawn from, "
+        "and readers may follow besides the newsletter's coins (0: off).",
     )
     fear_greed_url: str | None = Field(
         default="https://api.alternative.me/fng/",
@@ -125,6 +187,14 @@ class SourceSettings(BaseModel):
     )
     sponsors: tuple[SponsorSettings, ...] = Field(
         default=(), description="Sponsored slots, as [[sponsors]] tables in the TOML file."
+    )
+    sponsor_click_counts: bool = Field(
+        default=False,
+        description=(
+            "Count clicks on sponsor placements per placement and edition, through a signed "
+            "first-party redirect that records nothing about the reader; off: links go straight "
+            "to the sponsor."
+        ),
     )
     max_response_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest source response read, in bytes."

@@ -43,6 +43,20 @@ class WebSettings(BaseModel):
             "unset or empty, the API is off and every call gets 401."
         ),
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Secret of POST /api/webhooks/bounces (bearer token or basic-auth password), at least "
+            "32 characters outside the demo; unset or empty, the endpoint is off (404)."
+        ),
+    )
+    webhook_confirm_sns: bool = Field(
+        default=False,
+        description=(
+            "Confirm an Amazon SNS subscription to the bounce webhook by fetching its SubscribeURL "
+            "(only an https URL on sns.<region>.amazonaws.com); off, the URL is logged to visit."
+        ),
+    )
     web_host: str = Field(
         default="127.0.0.1", description="Address 'newsletter web' listens on (--host overrides)."
     )
@@ -116,7 +130,7 @@ class WebSettings(BaseModel):
             )
         return value
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "webhook_secret", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
         """``NEWSLETTER_ADMIN_TOKEN=`` (set but empty) turns the API off, like leaving it unset."""
@@ -125,17 +139,18 @@ class WebSettings(BaseModel):
             return None
         return value
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "webhook_secret")
     @classmethod
     def _long_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or info.data.get("demo", False):
             return value
         length = len(value.get_secret_value())
         if length < MIN_ADMIN_TOKEN_CHARS:
+            what = "the admin API" if info.field_name == "admin_token" else "the bounce webhook"
             raise ValueError(
                 f"is {length} characters long; outside the demo it must be at least "
                 f"{MIN_ADMIN_TOKEN_CHARS} characters (e.g. from 'openssl rand -hex 32'), or unset to turn "
-                "the admin API off"
+                f"{what} off"
             )
         return value
 

@@ -42,7 +42,8 @@ from kernel import insert_ignoring_conflicts
 from newsletter.db import Database
 from newsletter.delivery.mailboxes import messages
 from newsletter.delivery.states import bounce_delivery
-from newsletter.models import Bounce, BounceKind, Delivery
+from newsletter.models import Bounce, BounceKind, Delivery, Issue
+from newsletter.webhooks import events
 from subscribers.addresses import normalise
 from subscribers.errors import IllegalTransition, InvalidAddress
 from subscribers.model import Subscriber, SubscriberStatus, suppress
@@ -267,6 +268,7 @@ def record_report(session: Session, report: Report, *, source: str, now: datetim
         return "seen"
     if subscriber is None:
         return "unknown"
+    _announce_report(session, report, subscriber, delivery, source=source, now=now)
     if report.kind is BounceKind.SOFT:
         return "counted"
     reason = (
@@ -278,15 +280,65 @@ def record_report(session: Session, report: Report, *, source: str, now: datetim
         else SubscriberStatus.BOUNCED
     )
     try:
-        suppress(subscriber, status, reason=reason[:2000], now=now)
+        changed = suppress(subscriber, status, reason=reason[:2000], now=now)
     except IllegalTransition:
         return "counted"  # a complaint already stands; a later bounce does not replace it
+    if changed:
+        events.emit_about(
+            session,
+            events.SUBSCRIBER_SUPPRESSED,
+            subscriber,
+            now=now,
+            status=status.value,
+            reason=reason[:500],
+        )
     if delivery is not None and report.kind is BounceKind.HARD:
         bounce_delivery(
             delivery,
             detail=f"bounced after acceptance: {report.status or ''} {report.diagnostic or ''}",
         )
     return "suppressed"
+
+
+def _announce_report(
+    session: Session,
+    report: Report,
+    subscriber: Subscriber,
+    delivery: Delivery | None,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Queue ``delivery.bounced`` or ``delivery.complained`` for a new report about a subscriber."""
+    issue = session.get(Issue, delivery.issue_id) if delivery is not None else None
+    complaint = report.kind is BounceKind.COMPLAINT
+    events.emit_about(
+        session,
+        events.DELIVERY_COMPLAINED if complaint else events.DELIVERY_BOUNCED,
+        subscriber,
+        now=now,
+        **({} if complaint else {"kind": report.kind.value, "status": report.status}),
+        diagnostic=(report.diagnostic or "")[:500] or None,
+        edition=events.edition_data(issue) if issue is not None else None,
+        source=source[:100],
+    )
+
+
+def apply_reports(
+    session: Session,
+    reports: list[Report] | tuple[Report, ...],
+    *,
+    source: str,
+    now: datetime,
+    summary: BounceSummary,
+) -> list[str]:
+    """Apply the reports of one message or event, as :func:`record_report` does; tally them."""
+    outcomes = []
+    for report in reports:
+        outcome = record_report(session, report, source=source, now=now)
+        _tally(summary, report, outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def process_mailbox(database: Database, path: Path, *, now: datetime) -> BounceSummary:

@@ -14,7 +14,17 @@ from datetime import date, datetime, time
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, CursorResult, and_, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from kernel import insert_ignoring_conflicts
@@ -30,7 +40,7 @@ from newsletter.delivery.recording import Recorded as Recorded
 from newsletter.delivery.recording import backoff as backoff
 from newsletter.delivery.recording import record as record
 from newsletter.delivery.states import move_rows, update_rows
-from newsletter.models import Delivery, DeliveryStatus
+from newsletter.models import Bounce, Delivery, DeliveryCount, DeliveryStatus, Issue, IssueStatus
 from subscribers.model import Subscriber, SubscriberStatus
 
 
@@ -151,3 +161,53 @@ def bring_forward(session: Session, issue_id: int, *, now: datetime) -> int:
         Delivery.not_before > now,
         not_before=now,
     )
+
+
+#: The edition states whose ledger rows may be pruned: nothing is left to send.
+PRUNABLE = (IssueStatus.SENT, IssueStatus.CANCELLED)
+#: The delivery states a pruned row may be in (never one still queued or in flight).
+FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED)
+
+
+def prunable_editions(session: Session, *, before: date) -> list[tuple[int, date, int]]:
+    """The editions dated before ``before`` that are over and still hold ledger rows: each as
+    (id, date, rows), oldest first. The counts come from ``delivery_counts`` (no ledger scan)."""
+    rows = func.sum(DeliveryCount.count)
+    query = (
+        select(Issue.id, Issue.edition_date, rows)
+        .join(DeliveryCount, DeliveryCount.issue_id == Issue.id)
+        .where(
+            Issue.edition_date < before,
+            Issue.status.in_(PRUNABLE),
+            DeliveryCount.status.in_(FINISHED),
+        )
+        .group_by(Issue.id, Issue.edition_date)
+        .having(rows > 0)
+        .order_by(Issue.edition_date)
+    )
+    return [(issue_id, day, int(count)) for issue_id, day, count in session.execute(query)]
+
+
+def prune_edition(session: Session, issue_id: int) -> int:
+    """Delete the finished ledger rows of one edition; return how many.
+
+    Bounce and complaint reports stay (the subscriber's status and the audit trail do not depend
+    on the ledger); they only lose the link to the deleted row. The delivery counts follow the
+    deletion through the triggers of migration 0008, in the same transaction.
+    """
+    doomed = select(Delivery.id).where(Delivery.issue_id == issue_id, Delivery.status.in_(FINISHED))
+    session.execute(
+        update(Bounce)
+        .where(Bounce.delivery_id.in_(doomed))
+        .values(delivery_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status.in_(FINISHED))
+            .execution_options(synchronize_session=False, preserve_rowcount=True)
+        ),
+    )
+    return max(result.rowcount, 0)

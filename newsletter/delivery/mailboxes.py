@@ -24,6 +24,18 @@ def _check(path: Path) -> None:
             raise UsageError(f"{path} is a folder but not a Maildir (no new/ or cur/ inside)")
     elif not path.is_file():
         raise UsageError(f"{path} does not exist", hint="give a Maildir folder or an mbox file")
+    else:
+        with path.open("rb") as handle:
+            start = handle.read(5)
+        if start and start != b"From ":
+            # Read as an mbox, it would hold no message at all: say so instead of reading nothing.
+            raise UsageError(
+                f"{path} is not an mbox (it does not start with a 'From ' line)",
+                hint=(
+                    "give a Maildir folder or an mbox file; one saved bounce report or provider "
+                    "event is read by 'newsletter bounces receive FILE'"
+                ),
+            )
 
 
 def messages(path: Path) -> Iterator[tuple[str, bytes]]:

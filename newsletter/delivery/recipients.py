@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.states import move_rows
 from newsletter.models import Delivery, DeliveryStatus
+from newsletter.webhooks import events
 from subscribers.errors import IllegalTransition
 from subscribers.model import Subscriber, SubscriberStatus, suppress
 
@@ -57,4 +58,12 @@ def suppress_refused(session: Session, subscriber_id: int, *, reason: str, now: 
     if subscriber is None:
         return
     with contextlib.suppress(IllegalTransition):  # a complaint already stands
-        suppress(subscriber, SubscriberStatus.BOUNCED, reason=reason[:2000], now=now)
+        if suppress(subscriber, SubscriberStatus.BOUNCED, reason=reason[:2000], now=now):
+            events.emit_about(
+                session,
+                events.SUBSCRIBER_SUPPRESSED,
+                subscriber,
+                now=now,
+                status=SubscriberStatus.BOUNCED.value,
+                reason=reason[:500],
+            )

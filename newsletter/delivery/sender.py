@@ -1,8 +1,11 @@
 """Sending an edition: claim a batch, personalise, hand to the transport, record, repeat.
 
-Outcomes are written in small flushes; a crash re-sends at most one unflushed flush, with the same
+The three overlap: the next batch is claimed while this one is sent, and outcomes are written by a
+:class:`~newsletter.delivery.recording.Recorder` thread in chunks of half a flush while the next
+chunk fills, so a crash re-sends at most one flush (plus the pool's window), with the same
 Message-ID, so a duplicate is recognisable. Rows claimed but not attempted are released when the
-sender stops on an error.
+sender stops on an error. When the database goes away for a while (a restart), the sender waits
+for it, keeping what it has not written yet, instead of dropping it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from newsletter.delivery.identity import SenderIdentity as SenderIdentity
 from newsletter.delivery.identity import message_id, worker_name
 from newsletter.delivery.identity import wire_address as wire_address
 from newsletter.delivery.pacing import Pacer, domain_of
+from newsletter.delivery.recording import RECONNECT_PATIENCE, Recorder, persist
 from newsletter.delivery.sample import send_test as send_test
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
 from newsletter.edition_states import finish_sending
 from newsletter.errors import DatabaseError, TransportError
 from newsletter.models import DeliveryStatus, Issue, IssueStatus
+from newsletter.webhooks import events
 
 #: How a delivery whose message could not be built or sent is failed (kept in ``last_error``).
 UNSENDABLE = "the message could not be built or sent"
@@ -75,6 +80,7 @@ class Sender:
         pacer: Pacer | None = None,
         stop: threading.Event | None = None,
         variants: VariantSource | None = None,
+        patience: timedelta = RECONNECT_PATIENCE,
     ) -> None:
         self.database = database
         self.transport = transport
@@ -89,13 +95,59 @@ class Sender:
         self.on_result = on_result
         self.pacer = pacer
         self.stop = stop
+        self.patience = patience
         self.messages = PreparedMessages(database=database, identity=identity, variants=variants)
+        self.recorder = Recorder(
+            database=database,
+            owner=self.owner,
+            clock=clock,
+            max_attempts=max_attempts,
+            max_age=max_age,
+            patience=patience,
+        )
         self._pool: ThreadPoolExecutor | None = None
+        self._claimer: ThreadPoolExecutor | None = None
 
     def deliver(self, issue: Issue) -> DeliveryReport:
-        """Deliver every due row of ``issue``; return what happened."""
+        """Deliver every due row of ``issue``; return what happened.
+
+        The next batch is claimed while this one is sent; a claimed batch that will not be sent
+        (the worker stops, the edition is paused, an error) goes back to the queue.
+        """
         report = DeliveryReport()
-        while self.stop is None or not self.stop.is_set():
+        if self._claimer is None:
+            self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim")
+        upcoming: Future[list[ledger.Claimed] | None] | None = None
+        try:
+            if self.stop is None or not self.stop.is_set():
+                upcoming = self._claimer.submit(self._claim, issue)
+            while upcoming is not None:
+                batch = upcoming.result()
+                upcoming = None
+                if batch is None:
+                    report.held = True
+                    break  # paused or cancelled by an operator meanwhile
+                if not batch:
+                    break
+                if self.stop is not None and self.stop.is_set():
+                    self._release([item.delivery_id for item in batch])
+                    break
+                upcoming = self._claimer.submit(self._claim, issue)
+                report.batches += 1
+                try:
+                    self._send_batch(issue, batch, report)
+                except Stopped:
+                    break
+        finally:
+            if upcoming is not None:
+                self._release_claim(upcoming)
+        self._finish(issue, report)
+        return report
+
+    def _claim(self, issue: Issue) -> list[ledger.Claimed] | None:
+        """The next batch (empty when nothing is due), or None when the edition is on hold."""
+
+        def transaction() -> list[ledger.Claimed] | None:
             now = self.clock()
             with self.database.transaction() as session:
                 current = session.get(Issue, issue.id)
@@ -104,10 +156,9 @@ class Sender:
                     or current.status is not IssueStatus.SENDING
                     or current.paused_at
                 ):
-                    report.held = True
-                    break  # paused or cancelled by an operator meanwhile
+                    return None
                 ledger.reap_expired(session, issue.id, now=now)
-                batch = ledger.claim_batch(
+                return ledger.claim_batch(
                     session,
                     issue.id,
                     owner=self.owner,
@@ -115,20 +166,40 @@ class Sender:
                     now=now,
                     lease=self.lease,
                 )
-            if not batch:
-                break
-            report.batches += 1
-            try:
-                self._send_batch(issue, batch, report)
-            except Stopped:
-                break
-        self._finish(issue, report)
-        return report
+
+        # A claim whose commit was lost with the connection leaves its rows leased to this worker
+        # until the lease expires; they are not lost, only late.
+        return persist(transaction, patience=self.patience, what="claiming a batch")
+
+    def _release_claim(self, upcoming: Future[list[ledger.Claimed] | None]) -> None:
+        """Give back a batch claimed ahead that will not be sent."""
+        try:
+            batch = upcoming.result()
+        except Exception:  # noqa: BLE001 - no batch was claimed; the first error is raised
+            return
+        if batch:
+            self._release([item.delivery_id for item in batch])
+
+    def _release(self, delivery_ids: list[int]) -> None:
+        if not delivery_ids:
+            return
+
+        def transaction() -> None:
+            with self.database.transaction() as session:
+                ledger.release(session, delivery_ids, owner=self.owner)
+
+        persist(transaction, patience=self.patience, what="releasing claimed rows")
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        try:
+            self.recorder.close()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            if self._claimer is not None:
+                self._claimer.shutdown(wait=True)
+                self._claimer = None
 
     def _send_one(self, issue: Issue, item: ledger.Claimed, date_header: str) -> ledger.Recorded:
         """Build and send one message. A fault of this message alone (its text, its address, an
@@ -142,7 +213,12 @@ class Sender:
             recipient = wire_address(item.email)
             body = prepared.personalise(self.messages.values(item, recipient, mid, date_header))
             result = self.transport.send(
-                Envelope(sender=self.identity.envelope_sender, recipient=recipient, message_id=mid),
+                Envelope(
+                    sender=self.identity.envelope_sender,
+                    recipient=recipient,
+                    message_id=mid,
+                    wire_ready=True,
+                ),
                 body,
             )
         except (TransportError, DatabaseError, Stopped, OperationalError, InterfaceError):
@@ -154,7 +230,7 @@ class Sender:
     def _send_batch(
         self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport
     ) -> None:
-        """Send a claimed batch (in parallel on a pooled transport); record in small flushes.
+        """Send a claimed batch (in parallel on a pooled transport); record in small chunks.
 
         Whatever happens, every message the transport answered is recorded, and every claimed row
         that was not attempted is released for another worker.
@@ -163,6 +239,8 @@ class Sender:
         attempted: set[int] = set()
         date_header = format_datetime(self.clock())
         failure: BaseException | None = None
+        # Half a flush is written while the other half fills: never more than a flush unwritten.
+        chunk = max(1, self.flush_size // 2)
         try:
             for item in batch:
                 # Prebuild the variants here, not in the sending threads; a variant that cannot
@@ -191,16 +269,28 @@ class Sender:
                 self._slow_route(item, outcome)
                 if self.on_result is not None:
                     self.on_result(outcome)
-                if len(pending) >= self.flush_size:
-                    self._flush(pending)
+                if len(pending) >= chunk:
+                    self._hand_over(pending)
         finally:
-            self._flush(pending)
-            unattempted = [item.delivery_id for item in batch if item.delivery_id not in attempted]
-            if unattempted:
-                with self.database.transaction() as session:
-                    ledger.release(session, unattempted, owner=self.owner)
+            try:
+                self._hand_over(pending)
+            finally:
+                unattempted = [
+                    item.delivery_id for item in batch if item.delivery_id not in attempted
+                ]
+                self._release(unattempted)
         if failure is not None:
+            self.recorder.drain()
             raise failure
+
+    def _hand_over(self, pending: list[ledger.Recorded]) -> None:
+        """Give the recorder a chunk (waiting for the one before); with a flush size of one,
+        wait until it is written too."""
+        if pending:
+            self.recorder.add(pending)
+            pending.clear()
+        if self.flush_size < 2:
+            self.recorder.drain()
 
     def _pace(
         self,
@@ -275,21 +365,13 @@ class Sender:
                 future.cancel()
             wait([future for _, future in pending])
 
-    def _flush(self, pending: list[ledger.Recorded]) -> None:
-        if not pending:
-            return
-        with self.database.transaction() as session:
-            ledger.record(
-                session,
-                pending,
-                owner=self.owner,
-                now=self.clock(),
-                max_attempts=self.max_attempts,
-                max_age=self.max_age,
-            )
-        pending.clear()
-
     def _finish(self, issue: Issue, report: DeliveryReport) -> None:
+        self.recorder.drain()
+        persist(
+            lambda: self._settle(issue, report), patience=self.patience, what="counting the rows"
+        )
+
+    def _settle(self, issue: Issue, report: DeliveryReport) -> None:
         with self.database.transaction() as session:
             report.counts = ledger.counts(session, issue.id)
             open_rows = report.counts[DeliveryStatus.QUEUED] + report.counts[DeliveryStatus.SENDING]
@@ -299,6 +381,17 @@ class Sender:
             if open_rows == 0 and current is not None and current.status is IssueStatus.SENDING:
                 finish_sending(current, now=self.clock())
                 report.finished = True
+                events.emit(
+                    session,
+                    events.EDITION_SENT,
+                    {
+                        "edition": events.edition_data(current),
+                        "deliveries": {
+                            status.value: count for status, count in report.counts.items()
+                        },
+                    },
+                    now=self.clock(),
+                )
 
 
 def _call(

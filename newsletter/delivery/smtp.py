@@ -1,10 +1,12 @@
 """SMTP delivery: a pool of reused connections, each sending prebuilt bytes without re-encoding.
 
-Each message is one SMTP transaction: ``RSET`` (between messages on a reused connection),
+Each message is one SMTP transaction: ``RSET`` (only after a transaction left unfinished),
 ``MAIL FROM``, ``RCPT TO``, ``DATA``, the bytes, ``.``. When the relay offers PIPELINING the four
 commands go in one write and their replies are read together, one round trip instead of four.
 Messages from :mod:`newsletter.delivery.message` never have a line starting with a dot and end
-with CRLF, so they are sent as they are; anything else is dot-stuffed first.
+with CRLF (their envelope says ``wire_ready``), so they are sent as they are, unread; anything else
+is dot-stuffed first. A transaction that ended with the reply to the message needs no ``RSET``
+before the next one.
 
 Replies map to outcomes: 2xx sent; 4xx, a timeout or a dropped connection retry later (421 also
 closes the connection, and tells the pacer to slow the route); 5xx fails the delivery, and a 5xx
@@ -65,6 +67,25 @@ def _dot_stuffed(message: bytes) -> bytes:
     return message
 
 
+def _send_data(smtp: smtplib.SMTP, message: bytes) -> None:
+    """The message and the end-of-data line in one system call where possible, without joining
+    them into a copy of the message."""
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendall(message + b".\r\n")
+        return
+    parts = [memoryview(message), memoryview(b".\r\n")]
+    while parts:
+        sent = sock.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
+
+
 class _Closing(Exception):
     def __init__(self, result: SendResult) -> None:
         self.result = result
@@ -76,7 +97,7 @@ class SmtpConnection:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self._smtp: smtplib.SMTP | None = None
-        self._dirty = False  # a transaction was started on this connection: RSET before the next
+        self._dirty = False  # a transaction was left unfinished on this connection: RSET first
         self._pipelining = False
 
     @property
@@ -198,8 +219,9 @@ class SmtpConnection:
             return _result(rcpt_code, rcpt_reply, stage="RCPT")
         if data_code != 354:
             return _result(data_code, data_reply, stage="DATA")
-        smtp.send(_dot_stuffed(message) + b".\r\n")
+        _send_data(smtp, message if envelope.wire_ready else _dot_stuffed(message))
         code, reply = self._reply(smtp, "end of DATA")
+        self._dirty = False  # the reply to the message ends the transaction, whatever it says
         if code == 250:
             return SENT
         return _result(code, reply, stage="end of DATA")

@@ -35,6 +35,9 @@ class Envelope:
     sender: str
     recipient: str
     message_id: str
+    #: The bytes end with CRLF and no line starts with a dot (a prebuilt message): SMTP sends
+    #: them as they are, without looking for lines to dot-stuff.
+    wire_ready: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.delivery.mailboxes import Inbox
+from newsletter.webhooks import events
 from subscribers import signup
 from subscribers.addresses import normalise
 from subscribers.errors import BadToken, InvalidAddress
@@ -103,6 +104,9 @@ def apply_request(
         return Outcome.UNKNOWN, request.sender or "?"
     result = signup.leave(session, subscriber_id, now=now, reason="mailto")
     if result.outcome is signup.Leave.UNSUBSCRIBED:
+        events.emit_about(
+            session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via="mailto"
+        )
         return Outcome.UNSUBSCRIBED, result.email or "?"
     if result.outcome is signup.Leave.ALREADY:
         return Outcome.ALREADY, result.email or "?"

@@ -9,17 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from newsletter import personal
 from newsletter.delivery import ledger
 from newsletter.editions import DEFAULT_VARIANT, get_issue, variant
 from newsletter.models import DeliveryStatus, Issue, IssueStatus, IssueVariant
+from newsletter.sanitise import edition_content
 from newsletter.services.queued import Transactions
 
 PUBLIC = (IssueStatus.SENDING, IssueStatus.SENT)
 #: The most editions the archive page lists.
 ARCHIVE_SIZE = 1000
+#: The most editions the sitemap lists (a sitemap holds at most 50,000 URLs).
+SITEMAP_SIZE = 49_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +71,63 @@ def public_editions(database: Transactions, *, limit: int = ARCHIVE_SIZE) -> lis
     ]
 
 
-def public_html(database: Transactions, edition_date: date) -> str | None:
-    """The stored HTML (with its personal slots) of an edition that went out; None otherwise."""
-    with database.transaction(readonly=True) as session:
-        return session.scalar(
-            select(IssueVariant.html)
-            .join(Issue, Issue.id == IssueVariant.issue_id)
-            .where(
-                Issue.edition_date == edition_date,
-                Issue.status.in_(PUBLIC),
-                IssueVariant.key == DEFAULT_VARIANT,
-            )
+@dataclass(frozen=True, slots=True)
+class EditionPage:
+    """An edition that went out, with its web version (personal slots filled with public values)."""
+
+    edition: PublicEdition
+    html: str
+
+
+def _public_rows(
+    limit: int, edition_date: date | None = None
+) -> Select[date, str, str, datetime | None, datetime | None, str]:
+    """Editions that went out with the HTML of their default variant, newest first."""
+    query = (
+        select(
+            Issue.edition_date,
+            Issue.subject,
+            Issue.preheader,
+            Issue.sent_at,
+            Issue.sending_at,
+            IssueVariant.html,
         )
+        .join(IssueVariant, IssueVariant.issue_id == Issue.id)
+        .where(Issue.status.in_(PUBLIC), IssueVariant.key == DEFAULT_VARIANT)
+        .order_by(Issue.edition_date.desc())
+        .limit(limit)
+    )
+    return query if edition_date is None else query.where(Issue.edition_date == edition_date)
+
+
+def public_page(
+    database: Transactions, edition_date: date, *, links: personal.Links
+) -> EditionPage | None:
+    """The web version of an edition that went out, the same for everyone; None otherwise."""
+    with database.transaction(readonly=True) as session:
+        row = session.execute(_public_rows(1, edition_date)).first()
+    if row is None:
+        return None
+    edition = PublicEdition(
+        row.edition_date, row.subject, row.preheader, row.sent_at or row.sending_at
+    )
+    return EditionPage(edition, personal.fill(row.html, personal.public_values(links)))
+
+
+def feed_entries(database: Transactions, *, links: personal.Links, limit: int) -> list[EditionPage]:
+    """The newest editions that went out, each with its full content made safe for a feed reader."""
+    with database.transaction(readonly=True) as session:
+        rows = session.execute(_public_rows(limit)).all()
+    values = personal.public_values(links)
+    return [
+        EditionPage(
+            PublicEdition(
+                row.edition_date, row.subject, row.preheader, row.sent_at or row.sending_at
+            ),
+            edition_content(personal.fill(row.html, values)),
+        )
+        for row in rows
+    ]
 
 
 def _summary(session: Session, issue: Issue) -> EditionSummary:

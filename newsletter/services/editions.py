@@ -6,8 +6,8 @@ API and the scheduler call the same methods, so a rule about an edition lives he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from newsletter import personal
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery import ledger
+from newsletter.delivery.relays import relay_counts
 from newsletter.editions import (
     BuildResult,
     build_issue,
@@ -53,6 +54,9 @@ class EditionStatus:
     deliveries: dict[DeliveryStatus, int]
     failures: list[tuple[str, int]]
     stalled: int
+    #: Per SMTP relay, what it did with the messages handed to it (all editions): sent, deferred,
+    #: failed, skipped.
+    relays: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,16 @@ class EditionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Pruned:
+    """What a prune of the ledger removed (or would remove): rows of editions dated before
+    ``before``."""
+
+    editions: int
+    deliveries: int
+    before: date
+
+
+@dataclass(frozen=True, slots=True)
 class Editions:
     """The edition use cases, over a database, a renderer and the settings."""
 
@@ -79,7 +93,16 @@ class Editions:
         """The edition date: today in the newsletter's time zone."""
         return now.astimezone(self.settings.zone).date()
 
-    def build(self, *, edition_date: date, now: datetime, create_only: bool = False) -> BuildResult:
+    def build(
+        self,
+        *,
+        edition_date: date,
+        now: datetime,
+        create_only: bool = False,
+        explain: bool = False,
+    ) -> BuildResult:
+        """Build (or rebuild) an edition; with ``explain``, say why each candidate story was
+        taken or left."""
         return build_issue(
             self.database,
             self.renderer,
@@ -87,6 +110,7 @@ class Editions:
             edition_date=edition_date,
             now=now,
             create_only=create_only,
+            explain=explain,
         )
 
     def build_unless_raced(self, *, edition_date: date, now: datetime) -> BuildResult | None:
@@ -135,6 +159,7 @@ class Editions:
                 deliveries=ledger.counts(session, issue.id),
                 failures=ledger.failure_reasons(session, issue.id),
                 stalled=ledger.stalled(session, issue.id, now=now),
+                relays=relay_counts(session),
             )
 
     def edition_stats(self, *, edition_date: date, now: datetime) -> EditionStats:
@@ -206,3 +231,28 @@ class Editions:
                 )
                 or 0
             )
+
+    def prune_deliveries(
+        self, *, older_than_days: int, now: datetime, dry_run: bool = False
+    ) -> Pruned:
+        """Delete the ledger rows of editions over (sent or cancelled) and dated more than
+        ``older_than_days`` days before today; one transaction per edition, oldest first.
+
+        The editions, their archive pages and every subscriber's status stay; the delivery
+        counts follow through the ledger's triggers.
+        """
+        if older_than_days < 1:
+            raise UsageError(
+                f"--older-than must be at least 1 day, not {older_than_days}",
+                hint="the ledger of recent editions is what guards against sending twice",
+            )
+        before = self.today(now) - timedelta(days=older_than_days)
+        with self.database.transaction(readonly=True) as session:
+            editions = ledger.prunable_editions(session, before=before)
+        if dry_run:
+            return Pruned(len(editions), sum(rows for _, _, rows in editions), before)
+        removed = 0
+        for issue_id, _, _ in editions:
+            with self.database.transaction() as session:
+                removed += ledger.prune_edition(session, issue_id)
+        return Pruned(len(editions), removed, before)

@@ -19,6 +19,7 @@ from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
+from newsletter.delivery.relays import relay_counts
 from newsletter.errors import NewsletterError
 from newsletter.models import (
     Delivery,
@@ -57,9 +58,28 @@ def read_gauges(database: Database, *, now: datetime, detailed: bool) -> list[Ga
             subscribers = subscriber_gauges(session) if detailed else []
             editions = edition_gauges(session)
             delivery = delivery_gauges(session, now=now)
+            relays = relay_gauges(session)
     except NewsletterError:
         return [Gauge(*DATABASE_UP, values={(): 0.0})]
-    return [Gauge(*DATABASE_UP, values={(): 1.0}), *editions, *subscribers, *delivery]
+    return [Gauge(*DATABASE_UP, values={(): 1.0}), *editions, *subscribers, *delivery, *relays]
+
+
+def relay_gauges(session: Session) -> list[Gauge]:
+    """What each SMTP relay did with the messages handed to it, all workers together (a few rows)."""
+    values: Values = {
+        (relay, kind): float(count)
+        for relay, kinds in relay_counts(session).items()
+        for kind, count in kinds.items()
+    }
+    return [
+        Gauge(
+            "newsletter_relay_messages",
+            "Messages per SMTP relay since counting began, by outcome "
+            "(sent, deferred, failed, skipped: passed over while unreachable or after a 421).",
+            ("relay", "outcome"),
+            values,
+        )
+    ]
 
 
 def edition_gauges(session: Session) -> list[Gauge]:

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.delivery import outbox
-from newsletter.models import Bounce, Delivery, Issue
+from newsletter.models import Bounce, Delivery, Issue, WebhookDelivery
 from newsletter.services.queued import Transactions
 from subscribers import privacy
 from subscribers.addresses import normalise
@@ -23,8 +23,8 @@ from subscribers.model import Subscriber
 
 
 def release(session: Session, subscriber_id: int) -> None:
-    """Before a subscriber row goes: its reports, its rows in the deliveries ledger and its
-    subscription mails (sent or not) go too."""
+    """Before a subscriber row goes: its reports, its rows in the deliveries ledger, its
+    subscription mails (sent or not) and the webhook messages about them go too."""
     outbox.forget_subscriber(session, subscriber_id)
     deliveries = select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)
     session.execute(
@@ -33,6 +33,8 @@ def release(session: Session, subscriber_id: int) -> None:
         )
     )
     session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    # Webhook messages name the address: the queued and the delivered ones about them go too.
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.subscriber_id == subscriber_id))
 
 
 def _reports_about(email: str) -> Any:

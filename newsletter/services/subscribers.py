@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +25,14 @@ from newsletter.services.subscriptions import (
     Recipient,
     SubscriptionMails,
     confirmation_mail,
+    followable_coins,
     write_mail,
 )
+from newsletter.webhooks import events
 from subscribers import signup
+from subscribers.formats import ImportFormat
 from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.preferences import check_watchlist
 from subscribers.privacy import Removal
 from subscribers.service import add_subscriber, iter_subscribers
 from subscribers.tokens import TokenSigner
@@ -109,6 +113,10 @@ def add(
             now=now,
         )
         mail = None
+        if created and confirmed:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, subscriber, now=now, via="operator"
+            )
         if created and not confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
             session.flush()
@@ -147,13 +155,16 @@ def import_csv(
     confirmed: bool,
     source: str,
     now: datetime | None,
+    source_format: ImportFormat = ImportFormat.AUTO,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import a CSV file (email[,name,timezone]); the good rows import, each bad one is reported."""
+    """Import a CSV file (email[,name,timezone]) or another tool's export (``source_format``, or
+    told by the header); the good rows import, each bad one is reported."""
     return import_rows(
         database.transaction,
         read_csv(
             path,
+            source_format=source_format,
             max_field_chars=settings.import_max_field_chars,
             max_line_chars=settings.import_max_line_chars,
         ),
@@ -179,6 +190,31 @@ def export_to(database: Transactions, out: TextIO, *, status: SubscriberStatus |
 def get(database: Transactions, subscriber_id: int) -> Subscriber | None:
     with database.transaction(readonly=True) as session:
         return session.get(Subscriber, subscriber_id)
+
+
+def set_watchlist(
+    database: Transactions,
+    subscriber_id: int,
+    coins: Sequence[str] | None,
+    *,
+    default: Sequence[str],
+) -> Subscriber | None:
+    """Set the coins a subscriber follows: any the market source returns (``None``: the
+    newsletter's own). Unknown coins are refused (``InvalidPreferences``); None when there is no
+    subscriber with that id."""
+    followable = [coin.id for coin in followable_coins(database, default)]
+    with database.transaction() as session:
+        subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+        if subscriber is None:
+            return None
+        kept = [coin for coin in subscriber.watchlist or () if coin not in set(followable)]
+        watchlist = (
+            None
+            if coins is None
+            else check_watchlist(coins, coins=[*followable, *kept], default=default)
+        )
+        subscriber.watchlist = list(watchlist) if watchlist is not None else None
+        return subscriber
 
 
 def delete_address(database: Transactions, email: str, *, now: datetime) -> Removal:

@@ -18,10 +18,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from newsletter.coins import coin_labels
+from newsletter.coins import followable_coins as followable
 from newsletter.config import Settings
 from newsletter.delivery import outbox
 from newsletter.delivery.outbox import Mail, MailKind, Recipient, SubscriptionMails
 from newsletter.services.queued import Transactions
+from newsletter.webhooks import events
 from subscribers import preferences as prefs
 from subscribers import ratelimit, signup
 from subscribers.addresses import normalise
@@ -186,6 +188,10 @@ def confirm(
         result = signup.confirm(
             session, subscriber_id, nonce=nonce, ip=ip, user_agent=user_agent, now=now, key=key
         )
+        if result.outcome is signup.Confirmation.CONFIRMED:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="confirm"
+            )
         mail = None
         if result.outcome is signup.Confirmation.CONFIRMED and result.email:
             mail = Mail(
@@ -207,18 +213,29 @@ class Coin:
 _coin_cache: dict[tuple[str, ...], tuple[float, list[Coin]]] = {}
 
 
-def watchable_coins(database: Transactions, coin_ids: Sequence[str]) -> list[Coin]:
-    """The coins a subscriber can watch, named as the market data names them (cached a while)."""
-    ids = tuple(coin_ids)
+def followable_coins(database: Transactions, default_coins: Sequence[str]) -> list[Coin]:
+    """The coins a reader may follow, named as the market data names them (cached a while): the
+    newsletter's own coins, then every coin the market source returned lately, by market cap."""
+    ids = tuple(default_coins)
     cached = _coin_cache.get(ids)
     if cached and time.monotonic() - cached[0] < COINS_CACHE_SECONDS:
         return cached[1]
     with database.transaction(readonly=True) as session:
-        named = coin_labels(session, ids)
-    coins = [Coin(coin, named.labels[coin]) for coin in ids]
-    if named.complete:  # cache only once the market data names every coin
+        coins = [Coin(coin, label) for coin, label in followable(session, ids)]
+        complete = coin_labels(session, ids).complete
+    if complete:  # cache only once the market data names every coin
         _coin_cache[ids] = (time.monotonic(), coins)
     return coins
+
+
+def matching(coins: Sequence[Coin], query: str) -> list[Coin]:
+    """The coins whose id, name or symbol contain ``query`` (any case); all for an empty query."""
+    needle = query.strip().casefold()
+    if not needle:
+        return list(coins)
+    return [
+        coin for coin in coins if needle in coin.id.casefold() or needle in coin.label.casefold()
+    ]
 
 
 def member(database: Transactions, link: LinkClaim) -> Member | None:
@@ -270,6 +287,10 @@ def leave(
     """Unsubscribe through a signed link (idempotent); the goodbye mail when it took effect."""
     with database.transaction() as session:
         result = signup.leave(session, link, now=now, reason=channel)
+        if result.outcome is signup.Leave.UNSUBSCRIBED:
+            events.emit_about(
+                session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=channel
+            )
         subscriber = holder(session, link)
         found = None if subscriber is None else Member.of(subscriber)
         mail = write_mail(session, mails, _goodbye(result), now=now)
@@ -291,6 +312,10 @@ def leave_by_operator(
     with database.transaction() as session:
         target: signup.Who = who if isinstance(who, LinkClaim) else get_by_email(session, who).id
         result = signup.leave(session, target, now=now, reason=reason)
+        if result.outcome is signup.Leave.UNSUBSCRIBED:
+            events.emit_about(
+                session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=reason
+            )
         mail = write_mail(session, mails, _goodbye(result), now=now)
     return Left(result, None, mail)
 
@@ -317,6 +342,10 @@ def rejoin(
     )
     with database.transaction() as session:
         result = signup.rejoin(session, link, consent=consent)
+        if result.outcome is signup.Rejoin.REJOINED:
+            events.emit_about(
+                session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="rejoin"
+            )
         mail = None
         if result.outcome is signup.Rejoin.REJOINED and result.email:
             mail = Mail(

@@ -23,9 +23,11 @@ from newsletter.bootstrap import App
 from newsletter.config import check_secret_keys
 from newsletter.services import health
 from newsletter.services.metrics import read_gauges
-from newsletter.web import api, archive, errors, pages
+from newsletter.web import api, archive, errors, pages, sponsor_links
+from newsletter.web.api import webhooks
 from newsletter.web.api.auth import bearer, is_admin
 from newsletter.web.api.subscribers import IMPORT_MAX_BYTES
+from newsletter.web.api.webhooks import WEBHOOK_MAX_BYTES
 from newsletter.web.metrics import CONTENT_TYPE, Metrics, RequestMetrics
 from newsletter.web.security import BodyLimit, SecurityHeaders, parse_networks
 from newsletter.web.state import Clock, EditionControls, State, WebState
@@ -123,7 +125,9 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         version=__version__,
         description=(
             "Subscribe, confirm, preferences, one-click unsubscribe and archive pages, and the "
-            "admin API under /api (bearer token: NEWSLETTER_ADMIN_TOKEN). See docs/web.md."
+            "admin API under /api (bearer token: NEWSLETTER_ADMIN_TOKEN). See docs/web.md. "
+            "Bounce and complaint webhook: /api/webhooks/bounces (NEWSLETTER_WEBHOOK_SECRET), "
+            "see docs/bounces.md."
         ),
         openapi_url="/api/openapi.json",
         docs_url=None,
@@ -135,7 +139,9 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
     errors.install(fastapi)
     fastapi.include_router(pages.router)
     fastapi.include_router(archive.router)
+    fastapi.include_router(sponsor_links.router)
     fastapi.include_router(api.router)
+    fastapi.include_router(webhooks.router)
 
     @fastapi.get("/static/{name}", include_in_schema=False)
     def static(name: str, request: Request) -> Response:
@@ -182,7 +188,12 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
         )
 
     fastapi.add_middleware(
-        BodyLimit, default=FORM_BODY_LIMIT, larger=(("/api/", IMPORT_MAX_BYTES + 65536),)
+        BodyLimit,
+        default=FORM_BODY_LIMIT,
+        larger=(
+            ("/api/webhooks/", WEBHOOK_MAX_BYTES),
+            ("/api/", IMPORT_MAX_BYTES + 65536),
+        ),
     )
     fastapi.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     fastapi.add_middleware(RequestMetrics, metrics=metrics)

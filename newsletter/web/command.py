@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -83,19 +84,29 @@ def web(context: Context, host: str | None, port: int | None, workers: int) -> N
         "Ctrl+C stops.",
         markup=False,
     )
-    if workers == 1:
-        uvicorn.run(create_app(app), **options)
-        return
-    if context.config is not None:
-        os.environ[CONFIG_ENV_VAR] = str(context.config)
-    # Each worker is a fresh process: it sets up the same (redacting) logging as this one.
-    os.environ[_VERBOSITY_ENV_VAR] = str(context.verbosity)
-    uvicorn.run(
-        "newsletter.web.command:app_from_environment",
-        factory=True,
-        workers=workers,
-        **options,
+    # The outgoing webhooks go out from here too, so that they do where no worker runs.
+    stop = threading.Event()
+    webhooks = threading.Thread(
+        target=app.worker.deliver_webhooks, kwargs={"stop": stop}, name="webhooks", daemon=True
     )
+    webhooks.start()
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(app), **options)
+            return
+        if context.config is not None:
+            os.environ[CONFIG_ENV_VAR] = str(context.config)
+        # Each worker is a fresh process: it sets up the same (redacting) logging as this one.
+        os.environ[_VERBOSITY_ENV_VAR] = str(context.verbosity)
+        uvicorn.run(
+            "newsletter.web.command:app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,
+        )
+    finally:
+        stop.set()
+        webhooks.join(timeout=30)
 
 
 def app_from_environment() -> FastAPI:

@@ -21,9 +21,14 @@ from newsletter.errors import (
     DatabaseError,
     IssueStateError,
     NewsletterError,
+    PlacementConflict,
     RenderError,
+    ReportError,
     SourceError,
+    SponsorError,
     TransportError,
+    UnknownEndpoint,
+    UnknownPlacement,
     UsageError,
 )
 from newsletter.web.security import HEADERS, PAGE_POLICY
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidAddress, 422),
     (UnknownSubscriber, 404),
+    (UnknownEndpoint, 404),
     (SuppressedAddress, 409),
     (IllegalTransition, 409),
     (ImportFileError, 422),
@@ -52,6 +58,10 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InvalidPreferences, 422),
     (SubscriberError, 422),
     (UsageError, 422),
+    (ReportError, 400),
+    (UnknownPlacement, 404),
+    (PlacementConflict, 409),
+    (SponsorError, 422),
     (IssueStateError, 409),
     (DatabaseError, 503),
     (TransportError, 503),

@@ -1,17 +1,26 @@
-"""The admin API under ``/api``: subscribers, privacy requests, editions, stats. Bearer token auth.
+"""The admin API under ``/api``: subscribers, privacy requests, editions, stats, sponsors,
+webhook endpoints. Bearer token auth.
 
 Every call needs ``Authorization: Bearer $NEWSLETTER_ADMIN_TOKEN``; without the setting the API is off
 (401 to everything). Errors are JSON ``{"error": ..., "hint": ...}`` with a status that says what
 kind of problem it is (see :mod:`newsletter.web.errors`). One module a concern: :mod:`.subscribers`,
-:mod:`.privacy`, :mod:`.stats`, :mod:`.editions`; the bodies are in :mod:`.schemas`, the token check
-in :mod:`.auth`.
+:mod:`.coins`, :mod:`.privacy`, :mod:`.stats`, :mod:`.editions`, :mod:`.sponsors`,
+:mod:`.webhook_endpoints`; the bodies are in :mod:`.schemas`, the token check in :mod:`.auth`.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from newsletter.web.api import editions, privacy, stats, subscribers
+from newsletter.web.api import (
+    coins,
+    editions,
+    privacy,
+    sponsors,
+    stats,
+    subscribers,
+    webhook_endpoints,
+)
 from newsletter.web.api.auth import require_admin
 from newsletter.web.api.schemas import Problem
 
@@ -21,7 +30,7 @@ router = APIRouter(
     dependencies=[Depends(require_admin)],
     responses={401: {"model": Problem, "description": "No or a wrong bearer token."}},
 )
-for part in (subscribers, privacy, stats, editions):
+for part in (subscribers, coins, privacy, stats, editions, sponsors, webhook_endpoints):
     router.include_router(part.router)
 
 __all__ = ["router"]

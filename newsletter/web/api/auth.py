@@ -1,6 +1,7 @@
-"""The admin API's bearer token: ``Authorization: Bearer $NEWSLETTER_ADMIN_TOKEN``.
+"""The admin API's bearer token: ``Authorization: Bearer $NEWSLETTER_ADMIN_TOKEN``; and the bounce
+webhook's secret, ``NEWSLETTER_WEBHOOK_SECRET``, as a bearer token or a basic-auth password.
 
-Without the setting the API is off (401 to everything).
+Without the setting the API is off (401 to everything), the webhook too (404).
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from newsletter.web.state import State, WebState
 
@@ -18,6 +24,50 @@ bearer = HTTPBearer(
     scheme_name="AdminToken",
     description="The value of NEWSLETTER_ADMIN_TOKEN.",
 )
+
+
+webhook_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="WebhookSecret",
+    description="The value of NEWSLETTER_WEBHOOK_SECRET.",
+)
+webhook_basic = HTTPBasic(
+    auto_error=False,
+    scheme_name="WebhookBasic",
+    realm="bounces",
+    description="Any user name; the password is the value of NEWSLETTER_WEBHOOK_SECRET.",
+)
+
+#: Basic first: Amazon SNS sends the credentials of its URL only when challenged for Basic.
+WEBHOOK_CHALLENGE = {"WWW-Authenticate": 'Basic realm="bounces", Bearer'}
+
+
+def require_webhook_secret(
+    state: State,
+    bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(webhook_bearer)],
+    basic_credentials: Annotated[HTTPBasicCredentials | None, Depends(webhook_basic)],
+) -> None:
+    expected = state.settings.webhook_secret
+    if expected is None or not expected.get_secret_value():
+        raise HTTPException(
+            404, "the bounce webhook is off: set NEWSLETTER_WEBHOOK_SECRET to turn it on"
+        )
+    if bearer_credentials is not None:
+        given = bearer_credentials.credentials
+    elif basic_credentials is not None:
+        given = basic_credentials.password
+    else:
+        given = ""
+    # compare_digest: the time taken does not tell how much of a guess was right.
+    if not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.get_secret_value().encode()
+    ):
+        raise HTTPException(
+            401,
+            "missing or wrong webhook secret: give NEWSLETTER_WEBHOOK_SECRET as a bearer token "
+            "or as the password of basic auth",
+            headers=WEBHOOK_CHALLENGE,
+        )
 
 
 def require_admin(

@@ -8,8 +8,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from newsletter.models import IssueStatus
 from newsletter.services.archive import EditionSummary
+from newsletter.services.webhooks import Endpoint
+from newsletter.webhooks.events import WebhookEvent
 from subscribers import signup
+from subscribers.formats import ImportFormat
 from subscribers.model import Subscriber, SubscriberStatus
+from subscribers.transfer import ImportReport
 
 #: The largest id or offset a request may give (beyond it no row exists).
 MAX_ID = 2**62
@@ -69,6 +73,26 @@ class SubscriberOut(BaseModel):
         )
 
 
+class CoinOut(BaseModel):
+    id: str = Field(description="The market data's coin id, e.g. monero.")
+    label: str = Field(description="Its name and symbol, e.g. Monero (XMR).")
+
+
+class CoinPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[CoinOut]
+
+
+class Watchlist(BaseModel):
+    coins: list[str] | None = Field(
+        max_length=100,
+        description="Coin ids from GET /api/coins, in any order (stored in the list's order); "
+        "null for the newsletter's own coins.",
+    )
+
+
 class SubscriberPage(BaseModel):
     total: int
     limit: int
@@ -100,10 +124,36 @@ class Rejected(BaseModel):
 
 
 class ImportResult(BaseModel):
-    added: int
-    already_present: int
-    suppressed: int
-    rejected: list[Rejected]
+    format: ImportFormat = Field(
+        description="The format the file was read as (the one chosen, or the one auto found)."
+    )
+    added: int = Field(description="New subscribers: confirmed + pending.")
+    confirmed: int = Field(description="New subscribers added as confirmed.")
+    pending: int = Field(description="New subscribers added as pending (to confirm).")
+    newly_suppressed: int = Field(
+        description="Addresses the file shows as unsubscribed, cleaned, bounced or complained, "
+        "suppressed now (never confirmed)."
+    )
+    unchanged: int = Field(description="already_present + suppressed: rows that changed nothing.")
+    already_present: int = Field(description="Already on the list; not changed.")
+    suppressed: int = Field(description="Suppressed here earlier (left); not re-added.")
+    rejected: list[Rejected] = Field(description="Rows not imported, with their line and reason.")
+
+    @classmethod
+    def of(cls, report: ImportReport) -> ImportResult:
+        return cls(
+            format=ImportFormat(report.format),
+            added=report.added,
+            confirmed=report.confirmed,
+            pending=report.pending,
+            newly_suppressed=report.newly_suppressed,
+            unchanged=report.unchanged,
+            already_present=report.already_present,
+            suppressed=report.suppressed,
+            rejected=[
+                Rejected(line=r.line, value=r.value, reason=r.reason) for r in report.rejected
+            ],
+        )
 
 
 class Address(BaseModel):
@@ -202,3 +252,110 @@ class EditionStatsOut(BaseModel):
     complaints: int
     unsubscribes: int
     sent_at: datetime | None
+
+
+class WebhookRecipient(BaseModel):
+    recipient: str
+    kind: str = Field(description="hard, soft or complaint.")
+    outcome: str = Field(
+        description=(
+            "suppressed; counted (a soft bounce, or an address already suppressed); ignored (no "
+            "subscriber has the address); already-processed (the event came before)."
+        )
+    )
+
+
+class WebhookReceipt(BaseModel):
+    provider: str = Field(description="ses, postmark, mailgun or message (a raw report).")
+    event_id: str = Field(description="The event's name; a redelivery carries the same.")
+    result: str = Field(
+        description=(
+            "processed, already-processed, ignored, subscription-confirmed or subscription-pending."
+        )
+    )
+    recipients: list[WebhookRecipient]
+    note: str | None = None
+
+
+# outgoing webhooks
+
+
+class EndpointOut(BaseModel):
+    id: int
+    url: str
+    description: str
+    events: list[WebhookEvent]
+    enabled: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None = Field(
+        description="Why it is disabled: by an operator, or after a run of failed attempts."
+    )
+    consecutive_failures: int
+    retry_at: datetime | None = Field(description="No attempt to it before then (backoff).")
+    last_success_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    pending: int = Field(description="Messages waiting to be delivered.")
+    delivered: int
+    oldest_pending_at: datetime | None
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> EndpointOut:
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            description=endpoint.description,
+            events=[WebhookEvent(event) for event in endpoint.events],
+            enabled=endpoint.enabled,
+            disabled_at=endpoint.disabled_at,
+            disabled_reason=endpoint.disabled_reason,
+            consecutive_failures=endpoint.consecutive_failures,
+            retry_at=endpoint.retry_at,
+            last_success_at=endpoint.last_success_at,
+            last_error=endpoint.last_error,
+            created_at=endpoint.created_at,
+            pending=endpoint.pending,
+            delivered=endpoint.delivered,
+            oldest_pending_at=endpoint.oldest_pending_at,
+        )
+
+
+class NewEndpoint(BaseModel):
+    url: str = Field(min_length=1, max_length=2000, description="An http:// or https:// URL.")
+    events: list[WebhookEvent] | None = Field(
+        default=None, max_length=20, description="The events to receive (default: all)."
+    )
+    description: str | None = Field(default=None, max_length=200)
+
+    _text = field_validator("url", "description")(plain)
+
+
+class EndpointChange(BaseModel):
+    """Only what is given changes."""
+
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    events: list[WebhookEvent] | None = Field(default=None, max_length=20)
+    description: str | None = Field(default=None, max_length=200)
+    enabled: bool | None = None
+
+    _text = field_validator("url", "description")(plain)
+
+
+class CreatedEndpoint(BaseModel):
+    endpoint: EndpointOut
+    secret: str = Field(description="The signing secret (whsec_…): give it to the receiver.")
+
+
+class EndpointSecret(BaseModel):
+    secret: str
+
+
+class RemovedEndpoint(BaseModel):
+    dropped: int = Field(description="Undelivered messages dropped with the endpoint.")
+
+
+class EndpointTest(BaseModel):
+    message_id: str
+    delivered: bool
+    status: int | None = Field(description="The HTTP status of the answer (null: no answer).")
+    error: str | None

@@ -17,7 +17,6 @@ from newsletter.web.api.schemas import (
     ImportResult,
     NewSubscriber,
     Problem,
-    Rejected,
     SubscriberOut,
     SubscriberPage,
     UnsubscribeRequest,
@@ -26,6 +25,7 @@ from newsletter.web.api.schemas import (
 )
 from newsletter.web.state import State
 from subscribers import signup
+from subscribers.formats import ImportFormat
 from subscribers.model import SubscriberStatus
 from subscribers.tokens import UNSUBSCRIBE, LinkClaim
 
@@ -103,12 +103,32 @@ def export(state: State, status: SubscriberStatus | None = None) -> StreamingRes
     "/subscribers/import",
     response_model=ImportResult,
     responses={422: {"model": Problem, "description": "The file cannot be read at all."}},
-    summary="Import subscribers from CSV (email[,name,timezone]); each bad row is reported",
+    summary="Import subscribers from CSV (email[,name,timezone]) or another tool's export; "
+    "each bad row is reported",
+    description="The file is this newsletter's CSV or the subscriber export of Mailchimp, "
+    "Substack, beehiiv, listmonk or Buttondown (`from`; `auto` tells it by the header row). "
+    "Rows the file shows as unsubscribed, cleaned, bounced or complained are suppressed, never "
+    "confirmed; consent time and source, names and time zones are kept where the file has them. "
+    "All or nothing: a file unusable partway through imports nothing. A re-import of the same "
+    "file changes nothing.",
 )
 def import_file(
     state: State,
     file: Annotated[UploadFile, File(description="CSV, UTF-8, with a header row.")],
-    confirmed: bool = False,
+    confirmed: Annotated[
+        bool,
+        Query(
+            description="Import plain CSV rows as confirmed; another tool's export keeps the "
+            "status it gives."
+        ),
+    ] = False,
+    source_format: Annotated[
+        ImportFormat,
+        Query(
+            alias="from",
+            description="The tool the file was exported from; auto tells it by the header row.",
+        ),
+    ] = ImportFormat.AUTO,
 ) -> ImportResult:
     with tempfile.TemporaryDirectory(prefix="newsletter-import-") as folder:
         path = Path(folder) / "import.csv"
@@ -125,14 +145,10 @@ def import_file(
             settings=state.settings,
             confirmed=confirmed,
             source=f"api-import:{_file_label(file.filename)}",
+            source_format=source_format,
             now=state.clock(),
         )
-    return ImportResult(
-        added=report.added,
-        already_present=report.already_present,
-        suppressed=report.suppressed,
-        rejected=[Rejected(line=r.line, value=r.value, reason=r.reason) for r in report.rejected],
-    )
+    return ImportResult.of(report)
 
 
 def _file_label(name: str | None) -> str:

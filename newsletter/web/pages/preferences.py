@@ -6,7 +6,7 @@ import functools
 import zoneinfo
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.services import subscriptions
@@ -27,8 +27,18 @@ def _zones() -> tuple[str, ...]:
     return ("UTC", *sorted(zone for zone in zones if not zone.startswith(("Etc/", "SystemV/"))))
 
 
-def _coins(state: WebState) -> list[subscriptions.Coin]:
-    return subscriptions.watchable_coins(state.database, state.settings.market.coins)
+#: The most coins a search lists (the reader's own are always listed besides).
+SEARCH_LIMIT = 50
+
+
+def _coins(state: WebState, member: Member | None = None) -> list[subscriptions.Coin]:
+    """The coins one may follow, and those the reader follows already (kept if the market source
+    no longer returns them)."""
+    coins = subscriptions.followable_coins(state.database, state.settings.market.coins)
+    chosen = member.preferences.watchlist if member is not None else None
+    known = {coin.id for coin in coins}
+    kept = [subscriptions.Coin(coin, coin) for coin in chosen or () if coin not in known]
+    return [*coins, *kept]
 
 
 def _preferences_page(
@@ -40,10 +50,18 @@ def _preferences_page(
     status: int = 200,
     saved: bool = False,
     problems: dict[str, str] | None = None,
+    query: str = "",
 ) -> HTMLResponse:
     settings = state.settings
-    coins = _coins(state)
-    watchlist = set(chosen.watchlist) if chosen.watchlist is not None else {c.id for c in coins}
+    coins = _coins(state, member)
+    default = settings.market.coins
+    watchlist = set(chosen.watchlist) if chosen.watchlist is not None else set(default)
+    found = subscriptions.matching(coins, query) if query else []
+    # The reader's coins first (so that saving keeps them), then the search's or the defaults.
+    offered = {coin.id for coin in found[:SEARCH_LIMIT]} if query else set(default)
+    shown = [coin for coin in coins if coin.id in watchlist] + [
+        coin for coin in coins if coin.id in offered and coin.id not in watchlist
+    ]
     sections = set(chosen.sections) if chosen.sections is not None else set(prefs.SECTIONS)
     _, unsubscribe_url, _ = state.mails.personal_links(member.subscriber_id, member.link_key)
     return state.page(
@@ -54,8 +72,12 @@ def _preferences_page(
         form=True,
         email=member.email,
         status_value=member.status.value,
-        coins=coins,
+        coins=shown,
         watchlist=watchlist,
+        query=query,
+        found=len(found),
+        search_limit=SEARCH_LIMIT,
+        followable=len(coins),
         sections=[(name, prefs.SECTION_LABELS[name], name in sections) for name in prefs.SECTIONS],
         send_hour=chosen.send_hour,
         timezone=chosen.timezone,
@@ -73,7 +95,14 @@ def _preferences_page(
 @router.get(
     "/preferences/{token}", responses=page_responses(400, 404), summary="The preferences form"
 )
-def preferences_page(token: str, request: Request, state: State) -> Response:
+def preferences_page(
+    token: str,
+    request: Request,
+    state: State,
+    q: Annotated[
+        str, Query(max_length=100, description="Find coins to follow by name or symbol.")
+    ] = "",
+) -> Response:
     try:
         link = link_of(state, token, PREFERENCES)
     except BadToken:
@@ -81,7 +110,8 @@ def preferences_page(token: str, request: Request, state: State) -> Response:
     member = subscriptions.member(state.database, link)
     if member is None:
         return gone(state, request)
-    return _preferences_page(state, request, member, member.preferences)
+    query = "".join(char for char in q if char.isprintable()).strip()
+    return _preferences_page(state, request, member, member.preferences, query=query)
 
 
 @router.post(
@@ -111,7 +141,10 @@ def save_preferences(
         "format": [format],
         "paused": [paused] if paused else [],
     }
-    coins = [coin.id for coin in _coins(state)]
+    stored = subscriptions.member(state.database, link)
+    if stored is None:
+        return gone(state, request)
+    coins = [coin.id for coin in _coins(state, stored)]
     if not state.csrf.check(request, csrf_token):
         return _stored_preferences(
             state,
@@ -121,7 +154,7 @@ def save_preferences(
             problems={"form": "This form had expired; nothing was saved. Please try again."},
         )
     try:
-        chosen = prefs.parse_form(values, coins=coins)
+        chosen = prefs.parse_form(values, coins=coins, default=state.settings.market.coins)
     except InvalidPreferences as exc:
         return _stored_preferences(state, request, link, status=422, problems=exc.problems)
     member = subscriptions.save_preferences(state.database, link, chosen)
