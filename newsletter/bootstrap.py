@@ -25,6 +25,7 @@ from newsletter.resources import templates_dir
 from newsletter.services.demo import Demo
 from newsletter.services.editions import Editions
 from newsletter.services.mailboxes import Mailboxes
+from newsletter.services.outbox import Outbox
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
 from newsletter.services.sources import Sources
@@ -278,6 +279,7 @@ class App:
             database=self.database,
             transport=self.transport,
             sender=self.sender,
+            outbox=self.outbox,
             webhooks=self.webhook_sender,
         )
 
@@ -295,6 +297,16 @@ class App:
             lease=timedelta(seconds=settings.lease_seconds),
             keep=timedelta(days=settings.webhook_keep_days),
             clock=clock,
+        )
+
+    @property
+    def outbox(self) -> Outbox:
+        settings = self.settings
+        return Outbox(
+            self.database,
+            utcnow,
+            max_attempts=settings.outbox_max_attempts,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
 
     @property

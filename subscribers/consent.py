@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import Table, exists, insert, select
 from sqlalchemy.orm import Session
 
 from subscribers.model import WITHDRAWN, ConsentEvent, ConsentKind
@@ -24,6 +25,9 @@ def clip(value: str | None, length: int) -> str | None:
     return cleaned[:length] or None
 
 
+_APPEND = insert(cast(Table, ConsentEvent.__table__))
+
+
 def append(
     session: Session,
     subscriber_id: int,
@@ -35,16 +39,19 @@ def append(
     user_agent: str | None = None,
     wording: str | None = None,
 ) -> None:
+    # One prebuilt Core statement, parameters bound: building an ORM insert per event cost more
+    # than the insert itself.
     session.execute(
-        insert(ConsentEvent).values(
-            subscriber_id=subscriber_id,
-            kind=kind.value,
-            at=at,
-            source=clip(source, 200),
-            ip=clip(ip, 45),
-            user_agent=clip(user_agent, 500),
-            wording=clip(wording, 40),
-        )
+        _APPEND,
+        {
+            "subscriber_id": subscriber_id,
+            "kind": kind.value,
+            "at": at,
+            "source": clip(source, 200),
+            "ip": clip(ip, 45),
+            "user_agent": clip(user_agent, 500),
+            "wording": clip(wording, 40),
+        },
     )
 
 

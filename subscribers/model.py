@@ -197,6 +197,23 @@ class RateLimitBucket(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class SubscriberCount(Base):
+    """How many subscribers there are in each (status, paused), kept by database triggers (0010).
+
+    Every insert, update and delete of ``subscribers`` adds its difference here in the same
+    transaction, so that the admin's counts (``/api/stats``, ``/metrics``) sum a few rows instead of
+    counting the list. ``shard`` is the writing PostgreSQL backend (0 on SQLite): concurrent
+    signups never update the same row, so the counts add no lock waits.
+    """
+
+    __tablename__ = "subscriber_counts"
+
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigId)
+
+
 # The legal moves. Each function changes the row in place and raises IllegalTransition otherwise.
 
 

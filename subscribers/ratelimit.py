@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Executable, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -59,6 +59,27 @@ def _identity(who: str) -> str:
     return hashlib.sha256(who.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+_UPSERTS: dict[str, Executable] = {}
+
+
+def _upsert(dialect: str) -> Executable:
+    """The counting statement of a dialect, built once: a hit only binds its key and window end."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _UPSERTS[dialect] = (
+            insert(RateLimitBucket)
+            .values(
+                key=bindparam("b_key"),
+                hits=1,
+                expires_at=bindparam("b_ends", type_=RateLimitBucket.expires_at.type),
+            )
+            .on_conflict_do_update(index_elements=["key"], set_={"hits": RateLimitBucket.hits + 1})
+            .returning(RateLimitBucket.hits)
+        )
+    return statement
+
+
 def hit(
     session: Session, limit: Limit, who: str, *, now: datetime, purge_expired: bool = False
 ) -> Decision:
@@ -72,13 +93,8 @@ def hit(
     window = epoch // seconds
     ends = datetime.fromtimestamp((window + 1) * seconds, tz=UTC)
     key = f"{limit.scope}:{_identity(who)}:{window}"
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(RateLimitBucket).values(key=key, hits=1, expires_at=ends)
-    statement = statement.on_conflict_do_update(
-        index_elements=["key"], set_={"hits": RateLimitBucket.hits + 1}
-    )
-    hits = session.execute(statement.returning(RateLimitBucket.hits)).scalar_one()
+    statement = _upsert(session.get_bind().dialect.name)
+    hits = session.execute(statement, {"b_key": key, "b_ends": ends}).scalar_one()
     if hits == 1 and purge_expired:
         purge(session, now=now)
     return Decision(

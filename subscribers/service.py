@@ -18,7 +18,14 @@ from kernel import utcnow
 from subscribers import consent
 from subscribers.addresses import normalise
 from subscribers.errors import SubscriberError, SuppressedAddress, UnknownSubscriber
-from subscribers.model import ConsentKind, Subscriber, SubscriberStatus, Suppression, new_link_key
+from subscribers.model import (
+    ConsentKind,
+    Subscriber,
+    SubscriberCount,
+    SubscriberStatus,
+    Suppression,
+    new_link_key,
+)
 from subscribers.privacy import address_hash
 
 
@@ -101,12 +108,23 @@ def get_by_email(session: Session, email: str) -> Subscriber:
 
 
 def count_subscribers(session: Session) -> dict[SubscriberStatus, int]:
+    """Subscribers by status, from the counts the triggers keep (a few rows, whatever the list)."""
     counts = dict.fromkeys(SubscriberStatus, 0)
     for status, count in session.execute(
-        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        select(SubscriberCount.status, func.sum(SubscriberCount.count)).group_by(
+            SubscriberCount.status
+        )
     ):
-        counts[status] = count
+        counts[SubscriberStatus(status)] += int(count or 0)
     return counts
+
+
+def count_paused(session: Session) -> int:
+    """Subscribers who paused their mail, from the counts the triggers keep."""
+    total = session.scalar(
+        select(func.sum(SubscriberCount.count)).where(SubscriberCount.paused.is_(True))
+    )
+    return int(total or 0)
 
 
 def iter_subscribers(

@@ -90,7 +90,7 @@ def test_subscriber_events_arrive_signed_with_minimal_data(
         now=FIXED_NOW,
     )
     subscriptions.leave_by_operator(
-        app.database, "ada@example.org", reason="operator", now=FIXED_NOW
+        app.database, "ada@example.org", mails=None, reason="operator", now=FIXED_NOW
     )
     hooks = app.webhook_sender(Clock())
     report = hooks.deliver_due()

@@ -88,6 +88,7 @@ for _command in (
     issues.issue,
     sending.worker,
     operations.bounces,
+    operations.outbox_command,
     operations.unsubscribes,
     sending.send,
     deliveries.deliveries,

@@ -93,6 +93,27 @@ def fetch(context: Context) -> None:
         raise NewsletterError("every source failed; nothing was fetched")
 
 
+@click.command("outbox")
+@click.option("--failures", "limit", default=20, show_default=True, help="Failures to list.")
+@pass_context
+def outbox_command(context: Context, limit: int) -> None:
+    """The subscription mails: how many wait, are sent or were given up, and why."""
+    state = context.app.outbox.state(failures=limit)
+    counts = "  ".join(f"{status}: {count}" for status, count in state.counts.items())
+    context.console.print(f"subscription mails  {counts}")
+    if state.next_due is not None:
+        context.console.print(f"next due: {state.next_due:%Y-%m-%d %H:%M:%S} UTC")
+    if state.failures:
+        context.console.print("given up (newest first):")
+    for failure in state.failures:
+        context.console.print(
+            f"  #{failure.id} {failure.kind} to {failure.recipient} "
+            f"(subscriber {failure.subscriber_id}), {failure.attempts} tries, "
+            f"queued {failure.created_at:%Y-%m-%d %H:%M}: {failure.reason}",
+            markup=False,
+        )
+
+
 @click.group()
 def bounces() -> None:
     """Bounce and complaint reports."""

@@ -43,3 +43,19 @@ class DeliverySettings(BaseModel):
         ge=1,
         description="Hours after which a temporarily failing delivery is failed, whatever its tries.",
     )
+    outbox_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "Tries before a subscription mail (confirm, welcome, goodbye) is given up; the waits "
+            "between tries double from 30 s up to 1 h."
+        ),
+    )
+    outbox_lease_seconds: int = Field(
+        default=120,
+        ge=1,
+        description=(
+            "Seconds a subscription mail being sent stays reserved; a process that died while "
+            "sending it leaves it to another after this."
+        ),
+    )

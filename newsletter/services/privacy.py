@@ -1,7 +1,7 @@
 """Deleting, erasing, purging and exporting a subscriber together with what refers to them.
 
-A subscriber's deliveries and the bounce and complaint reports about them (which hold the address)
-go with the row; the export includes them. The rules of suppression live in
+A subscriber's deliveries, subscription mails and the bounce and complaint reports about them
+(which hold the address) go with the row; the export includes them. The rules of suppression live in
 :mod:`subscribers.privacy`; this module adds the newsletter's own tables.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.delivery import outbox
 from newsletter.models import Bounce, Delivery, Issue, WebhookDelivery
 from newsletter.services.queued import Transactions
 from subscribers import privacy
@@ -22,8 +23,9 @@ from subscribers.model import Subscriber
 
 
 def release(session: Session, subscriber_id: int) -> None:
-    """Before a subscriber row goes: its reports, its rows in the deliveries ledger and the webhook
-    messages about them go too."""
+    """Before a subscriber row goes: its reports, its rows in the deliveries ledger, its
+    subscription mails (sent or not) and the webhook messages about them go too."""
+    outbox.forget_subscriber(session, subscriber_id)
     deliveries = select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)
     session.execute(
         delete(Bounce).where(

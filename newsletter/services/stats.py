@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import Issue, IssueStatus
 from newsletter.services.queued import Transactions
-from subscribers.model import Subscriber, SubscriberStatus, Suppression
-from subscribers.service import count_subscribers
+from subscribers.model import SubscriberStatus, Suppression
+from subscribers.service import count_paused, count_subscribers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +33,7 @@ def subscriber_counts(session: Session) -> dict[SubscriberStatus, int]:
 
 def paused_count(session: Session) -> int:
     """Subscribers who paused their mail."""
-    query = select(func.count()).select_from(Subscriber).where(Subscriber.paused.is_(True))
-    return session.scalar(query) or 0
+    return count_paused(session)
 
 
 def suppressed_hashes(session: Session) -> int:

@@ -23,8 +23,10 @@ from newsletter.services.queued import Transactions
 from newsletter.services.subscriptions import (
     Mail,
     Recipient,
+    SubscriptionMails,
     confirmation_mail,
     followable_coins,
+    write_mail,
 )
 from newsletter.webhooks import events
 from subscribers import signup
@@ -82,7 +84,8 @@ def search(
 class Added:
     subscriber: Subscriber
     created: bool
-    #: The confirmation mail to send (a new subscriber not added as confirmed).
+    #: The confirmation mail due (a new subscriber not added as confirmed), in the outbox when the
+    #: caller gave the mails to write it.
     mail: Mail | None
 
 
@@ -92,6 +95,7 @@ def add(
     signer: TokenSigner,
     email: str,
     name: str | None,
+    mails: SubscriptionMails | None = None,
     timezone: str | None,
     confirmed: bool,
     source: str,
@@ -108,17 +112,17 @@ def add(
             source=source,
             now=now,
         )
-        nonce = None
+        mail = None
         if created and confirmed:
             events.emit_about(
                 session, events.SUBSCRIBER_CONFIRMED, subscriber, now=now, via="operator"
             )
         if created and not confirmed:
             nonce = subscriber.confirm_nonce = signup.new_nonce()
-    mail = None
-    if nonce is not None:
-        recipient = Recipient(subscriber.id, subscriber.email, subscriber.link_key)
-        mail = confirmation_mail(signer, recipient, nonce=nonce, now=now)
+            session.flush()
+            recipient = Recipient(subscriber.id, subscriber.email, subscriber.link_key)
+            mail = confirmation_mail(signer, recipient, nonce=nonce, now=now)
+            write_mail(session, mails, mail, now=now)
     return Added(subscriber, created, mail)
 
 

@@ -1,23 +1,27 @@
 """The public subscription flows: subscribe (double opt-in), confirm, preferences, leave, come back.
 
 The pages call these with what they parsed (a signed link's claim, the form's values, the client's
-address); each returns what happened and, when one is due, the :class:`Mail` to send. The mail goes
-out after the answer (the page a visitor sees must not depend on it), so it is returned, not sent.
+address); each returns what happened and, when one is due, the :class:`Mail` it wrote to the outbox
+(:mod:`newsletter.delivery.outbox`) in the same transaction as the change. The mail is sent from
+there, never while the page waits: the page a visitor sees does not depend on it.
 The rules themselves live in :mod:`subscribers.signup`, :mod:`subscribers.preferences` and
 :mod:`subscribers.ratelimit`; this module holds the transactions around them.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from newsletter.coins import coin_labels
 from newsletter.coins import followable_coins as followable
 from newsletter.config import Settings
+from newsletter.delivery import outbox
+from newsletter.delivery.outbox import Mail, MailKind, Recipient, SubscriptionMails
 from newsletter.services.queued import Transactions
 from newsletter.webhooks import events
 from subscribers import preferences as prefs
@@ -28,33 +32,11 @@ from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.service import get_by_email
 from subscribers.tokens import LinkClaim, TokenSigner
 
+__all__ = ["Mail", "MailKind", "Recipient", "SubscriptionMails"]
+
 FORM_SOURCE = "web:subscribe-form"
 REJOIN_SOURCE = "web:resubscribe"
 COINS_CACHE_SECONDS = 600
-
-
-class MailKind(enum.StrEnum):
-    CONFIRM = "confirm"
-    ALREADY = "already"
-    WELCOME = "welcome"
-    GOODBYE = "goodbye"
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    subscriber_id: int
-    email: str
-    #: The subscriber's link key: the personal links of the mail carry it (see subscribers.links).
-    link_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """A subscription mail due: its kind, to whom, and for ``confirm`` the confirmation token."""
-
-    kind: MailKind
-    recipient: Recipient
-    confirm_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +77,15 @@ def confirmation_mail(
     return Mail(MailKind.CONFIRM, recipient, confirm_token=token)
 
 
+def write_mail(
+    session: Session, mails: SubscriptionMails | None, mail: Mail | None, *, now: datetime
+) -> Mail | None:
+    """Write ``mail`` to the outbox in the caller's transaction (nothing without ``mails``)."""
+    if mail is not None and mails is not None:
+        outbox.put(session, mails.compose(mail), now=now)
+    return mail
+
+
 # subscribe
 
 
@@ -121,6 +112,7 @@ def subscribe(
     *,
     settings: Settings,
     signer: TokenSigner,
+    mails: SubscriptionMails | None,
     email: str,
     ip: str,
     user_agent: str | None,
@@ -133,26 +125,35 @@ def subscribe(
         at=now, ip=ip, user_agent=user_agent, source=FORM_SOURCE, wording=settings.consent_wording
     )
     policy = signup_policy(settings)
-    # The limits commit on their own, so that the shared per-client row is locked only briefly.
-    with database.transaction() as session:
-        refused = ratelimit.check_signup(session, policy, ip=ip, address_key=address.key, now=now)
-    if refused is not None:
-        return SubscribeOutcome(None, refused=refused)
-    limited = False
-    with database.transaction() as session:
+
+    def request(session: Session) -> SubscribeOutcome:
         result = signup.request(session, address.email, consent=consent, timezone=timezone)
-        kind = result.mail
+        kind, limited = result.mail, False
         if kind is not None and not ratelimit.allow_subscription_mail(
             session, policy, address_key=address.key, now=now
         ):
             kind, limited = None, True
-    recipient = Recipient(result.subscriber_id, result.email, result.link_key)
-    mail = None
-    if kind == "confirm":
-        mail = confirmation_mail(signer, recipient, nonce=result.nonce, now=now)
-    elif kind == "already":
-        mail = Mail(MailKind.ALREADY, recipient)
-    return SubscribeOutcome(result.outcome, mail=mail, mail_limited=limited)
+        recipient = Recipient(result.subscriber_id, result.email, result.link_key)
+        mail = None
+        if kind == "confirm":
+            mail = confirmation_mail(signer, recipient, nonce=result.nonce, now=now)
+        elif kind == "already":
+            mail = Mail(MailKind.ALREADY, recipient)
+        write_mail(session, mails, mail, now=now)
+        return SubscribeOutcome(result.outcome, mail=mail, mail_limited=limited)
+
+    # On PostgreSQL the limits commit on their own, so that the shared per-client row is locked
+    # only briefly. SQLite locks the whole database for any write: one transaction is one turn
+    # of its writer lock instead of two (a refused request's hits commit all the same).
+    one_turn = getattr(database, "dialect", None) == "sqlite"
+    with database.transaction() as session:
+        refused = ratelimit.check_signup(session, policy, ip=ip, address_key=address.key, now=now)
+        if refused is not None:
+            return SubscribeOutcome(None, refused=refused)
+        if one_turn:
+            return request(session)
+    with database.transaction() as session:
+        return request(session)
 
 
 # confirm
@@ -175,6 +176,7 @@ def confirm(
     database: Transactions,
     subscriber_id: int,
     *,
+    mails: SubscriptionMails | None,
     nonce: str | None,
     key: str | None,
     ip: str | None,
@@ -190,11 +192,12 @@ def confirm(
             events.emit_about(
                 session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="confirm"
             )
-    mail = None
-    if result.outcome is signup.Confirmation.CONFIRMED and result.email:
-        mail = Mail(
-            MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
-        )
+        mail = None
+        if result.outcome is signup.Confirmation.CONFIRMED and result.email:
+            mail = Mail(
+                MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
+            )
+        write_mail(session, mails, mail, now=now)
     return Confirmed(result, mail)
 
 
@@ -273,7 +276,14 @@ def _goodbye(result: signup.LeaveResult) -> Mail | None:
     return None
 
 
-def leave(database: Transactions, link: LinkClaim, *, channel: str, now: datetime) -> Left:
+def leave(
+    database: Transactions,
+    link: LinkClaim,
+    *,
+    mails: SubscriptionMails | None,
+    channel: str,
+    now: datetime,
+) -> Left:
     """Unsubscribe through a signed link (idempotent); the goodbye mail when it took effect."""
     with database.transaction() as session:
         result = signup.leave(session, link, now=now, reason=channel)
@@ -283,11 +293,17 @@ def leave(database: Transactions, link: LinkClaim, *, channel: str, now: datetim
             )
         subscriber = holder(session, link)
         found = None if subscriber is None else Member.of(subscriber)
-    return Left(result, found, _goodbye(result))
+        mail = write_mail(session, mails, _goodbye(result), now=now)
+    return Left(result, found, mail)
 
 
 def leave_by_operator(
-    database: Transactions, who: LinkClaim | str, *, reason: str, now: datetime
+    database: Transactions,
+    who: LinkClaim | str,
+    *,
+    mails: SubscriptionMails | None,
+    reason: str,
+    now: datetime,
 ) -> Left:
     """Unsubscribe for the operator: a List-Unsubscribe token's claim, or an address.
 
@@ -300,7 +316,8 @@ def leave_by_operator(
             events.emit_about(
                 session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=reason
             )
-    return Left(result, None, _goodbye(result))
+        mail = write_mail(session, mails, _goodbye(result), now=now)
+    return Left(result, None, mail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +331,7 @@ def rejoin(
     link: LinkClaim,
     *,
     settings: Settings,
+    mails: SubscriptionMails | None,
     ip: str | None,
     user_agent: str | None,
     now: datetime,
@@ -328,9 +346,10 @@ def rejoin(
             events.emit_about(
                 session, events.SUBSCRIBER_CONFIRMED, result.subscriber_id, now=now, via="rejoin"
             )
-    mail = None
-    if result.outcome is signup.Rejoin.REJOINED and result.email:
-        mail = Mail(
-            MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
-        )
+        mail = None
+        if result.outcome is signup.Rejoin.REJOINED and result.email:
+            mail = Mail(
+                MailKind.WELCOME, Recipient(result.subscriber_id, result.email, result.link_key)
+            )
+        write_mail(session, mails, mail, now=now)
     return Rejoined(result, mail)

@@ -3,9 +3,10 @@ of processes and hosts.
 
 Workers coordinate only through the ledger (claims under leases), so they can be started, killed
 and restarted at any moment. A worker serves every edition that is sending (or one edition date),
-sleeps until the next row or message is due, posts the outgoing webhooks that are due between its
-passes over the editions, and stops when asked (SIGTERM, Ctrl-C) after handing back what it had
-claimed but not sent. A database that goes away for a while (a restart) is waited for.
+sleeps until the next row or message is due, sends the subscription mails and posts the outgoing
+webhooks that are due between its passes over the editions, and stops when asked (SIGTERM,
+Ctrl-C) after handing back what it had claimed but not sent. A database that goes away for a while
+(a restart) is waited for.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from newsletter.delivery.recording import persist
 from newsletter.delivery.sender import DeliveryReport
 from newsletter.delivery.transports import Transport
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
+from newsletter.services.outbox import Outbox
 from newsletter.services.sending import SenderFactory
 from newsletter.services.webhook_delivery import WebhookReport, WebhookSender
 
@@ -52,11 +54,16 @@ class WorkerReport:
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """The worker loop over a database, and factories for its transport and sender."""
+    """The worker loop over a database, and factories for its transport and sender.
+
+    With ``outbox``, the loop also sends the subscription mails that are due (over the same
+    transport), before each round of editions.
+    """
 
     database: Database
     transport: Callable[[], Transport]
     sender: SenderFactory
+    outbox: Outbox | None = None
     #: The outgoing webhooks' delivery step, run between passes (None: webhooks are not sent).
     webhooks: Callable[[Callable[[], datetime]], WebhookSender] | None = None
 
@@ -115,12 +122,15 @@ class Worker:
             # away later (a restart) is waited for.
             serving = self._editions(edition_date)
             while not stop.is_set():
-                worked = False
+                worked = persist(
+                    lambda: self._deliver_mails(transport, stop),
+                    what="sending the subscription mails",
+                )
                 if hooks is not None:
                     posted = persist(hooks.deliver_due, what="posting the outgoing webhooks")
                     report.webhooks_delivered += posted.delivered
                     report.webhooks_failed += posted.failed
-                    worked = posted.attempted > 0
+                    worked = worked or posted.attempted > 0
                 for issue in serving:
                     delivered = sender.deliver(issue)
                     report.add(issue, delivered)
@@ -145,12 +155,17 @@ class Worker:
                 if exit_when_idle and remaining == 0:
                     break
                 wait = poll_seconds
+                mails_due = (
+                    persist(self.outbox.next_due, what="looking for subscription mails")
+                    if self.outbox is not None
+                    else None
+                )
                 hooks_due = (
                     persist(hooks.next_due, what="looking for outgoing webhooks")
                     if hooks is not None
                     else None
                 )
-                for moment in (due, hooks_due):
+                for moment in (due, mails_due, hooks_due):
                     if moment is not None:
                         wait = min(wait, max((moment - clock()).total_seconds(), 0.2))
                 if stop.wait(wait):
@@ -162,6 +177,19 @@ class Worker:
             sender.close()
             transport.close()
         return report
+
+    def _deliver_mails(self, transport: Transport, stop: threading.Event) -> bool:
+        if self.outbox is None:
+            return False
+        mails = self.outbox.deliver_due(transport, stop=stop)
+        if mails.tried:
+            log.info(
+                "subscription mails: %d sent, %d to retry, %d failed",
+                mails.sent,
+                mails.retried,
+                mails.failed,
+            )
+        return mails.tried > 0
 
     def deliver_webhooks(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -103,8 +104,21 @@ def create_app(app: App, *, clock: Clock = utcnow) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.mailer.close()
+        # The subscription mails: those left by a process that died, and retries when due.
+        stop = threading.Event()
+
+        def deliver() -> None:
+            state.outbox.run(stop=stop, before=state.mails.prepare_all)
+
+        pump = threading.Thread(target=deliver, name="outbox", daemon=True)
+        pump.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            state.outbox.wake()
+            pump.join(timeout=5)
+            state.outbox.close()
 
     fastapi = FastAPI(
         title=f"{settings.newsletter_name}: web and admin API",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -17,14 +17,15 @@ from starlette.responses import HTMLResponse
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.outbox import SubscriptionMails
 from newsletter.delivery.transports import SendResult, Transport
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.services.editions import EditionStats
+from newsletter.services.outbox import Outbox, OutboxPump
 from newsletter.services.queued import QueuedWrites
 from newsletter.services.sending import SendOutcome, SendPlan
 from newsletter.web.csrf import Csrf
-from newsletter.web.mails import Mailer
 from newsletter.web.metrics import Metrics
 from newsletter.web.security import IPNetwork, client_ip
 from subscribers.tokens import TokenSigner
@@ -73,7 +74,10 @@ class WebState:
     clock: Clock
     signer: TokenSigner
     csrf: Csrf
-    mailer: Mailer
+    #: Composes the subscription mails the services write to the outbox.
+    mails: SubscriptionMails
+    #: Delivers the outbox from this process: nudged after a page wrote a mail, and on a timer.
+    outbox: OutboxPump
     metrics: Metrics
     networks: tuple[IPNetwork, ...]
     site: Site
@@ -94,23 +98,31 @@ class WebState:
         networks: tuple[IPNetwork, ...],
     ) -> WebState:
         secret = settings.secret_key.get_secret_value()
-        mailer = Mailer(
-            settings=settings,
-            renderer=renderer,
-            signer=signer,
-            transport=transport,
-            clock=clock,
-            on_sent=lambda kind, outcome: metrics.count(metrics.mails, kind=kind, outcome=outcome),
+        queued = QueuedWrites(database)
+        pump = OutboxPump(
+            Outbox(
+                queued,
+                clock,
+                max_attempts=settings.outbox_max_attempts,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+                on_result=lambda kind, outcome: metrics.count(
+                    metrics.mails, kind=kind, outcome=outcome
+                ),
+            ),
+            transport,
         )
         return cls(
             settings=settings,
-            database=QueuedWrites(database),
+            database=queued,
             renderer=renderer,
             editions=editions,
             clock=clock,
             signer=signer,
             csrf=Csrf(secret.encode(), base_url=settings.base_url),
-            mailer=mailer,
+            mails=SubscriptionMails(
+                settings=settings, renderer=renderer, signer=signer, clock=clock
+            ),
+            outbox=pump,
             metrics=metrics,
             networks=networks,
             site=Site(

@@ -70,6 +70,7 @@ def add(
     added = subscribers.add(
         state.database,
         signer=state.signer,
+        mails=state.mails,
         email=body.email,
         name=body.name,
         timezone=body.timezone,
@@ -80,7 +81,7 @@ def add(
     if not added.created:
         response.status_code = 200
     elif added.mail is not None:
-        background.add_task(state.mailer.send, added.mail)
+        background.add_task(state.outbox.nudge)
     return AddResult(created=added.created, subscriber=SubscriberOut.of(added.subscriber))
 
 
@@ -202,11 +203,13 @@ def unsubscribe(
     who: LinkClaim | str = (
         state.signer.read(body.token, UNSUBSCRIBE) if body.token else body.email or ""
     )
-    left = subscriptions.leave_by_operator(state.database, who, reason="api", now=state.clock())
+    left = subscriptions.leave_by_operator(
+        state.database, who, mails=state.mails, reason="api", now=state.clock()
+    )
     result = left.result
     if result.outcome is signup.Leave.UNKNOWN:
         raise HTTPException(404, "that subscriber is not on the list")
     if left.mail is not None:
-        background.add_task(state.mailer.send, left.mail)
+        background.add_task(state.outbox.nudge)
     state.metrics.count(state.metrics.unsubscribes, outcome=result.outcome.value)
     return UnsubscribeResult(email=result.email, outcome=result.outcome)

@@ -90,6 +90,7 @@ def confirm(
     confirmed = subscriptions.confirm(
         state.database,
         claim.subscriber_id,
+        mails=state.mails,
         nonce=claim.nonce,
         key=claim.key,
         ip=state.client_ip(request),
@@ -98,7 +99,7 @@ def confirm(
     )
     result = confirmed.result
     if confirmed.mail is not None:
-        background.add_task(state.mailer.send, confirmed.mail)
+        background.add_task(state.outbox.nudge)
         link = LinkClaim(result.subscriber_id, result.link_key)
         return confirmed_page(state, request, link, fresh=True)
     if result.outcome is signup.Confirmation.ALREADY:

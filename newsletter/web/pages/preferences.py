@@ -63,7 +63,7 @@ def _preferences_page(
         coin for coin in coins if coin.id in offered and coin.id not in watchlist
     ]
     sections = set(chosen.sections) if chosen.sections is not None else set(prefs.SECTIONS)
-    _, unsubscribe_url, _ = state.mailer.personal_links(member.subscriber_id, member.link_key)
+    _, unsubscribe_url, _ = state.mails.personal_links(member.subscriber_id, member.link_key)
     return state.page(
         request,
         "preferences.html.j2",

@@ -88,6 +88,7 @@ def subscribe(
             state.database,
             settings=state.settings,
             signer=state.signer,
+            mails=state.mails,
             email=email,
             ip=state.client_ip(request),
             user_agent=request.headers.get("user-agent"),
@@ -120,7 +121,7 @@ def subscribe(
     if outcome.outcome is not None:
         metrics.count(metrics.signups, outcome=outcome.outcome.value)
     if outcome.mail is not None:
-        background.add_task(state.mailer.send, outcome.mail)
+        background.add_task(state.outbox.nudge)
     return done
 
 

@@ -98,14 +98,16 @@ def unsubscribe(
         metrics.count(metrics.unsubscribes, outcome="bad-token")
         return bad_link(state, request)
     channel = "one-click" if list_unsubscribe == "One-Click" else "post"
-    left = subscriptions.leave(state.database, link, channel=channel, now=state.clock())
+    left = subscriptions.leave(
+        state.database, link, mails=state.mails, channel=channel, now=state.clock()
+    )
     outcome = left.result.outcome
     response = _unsubscribe_page(
         state, request, token, left.member, just_left=outcome is signup.Leave.UNSUBSCRIBED
     )
     metrics.count(metrics.unsubscribes, outcome=outcome.value)
     if left.mail is not None:
-        background.add_task(state.mailer.send, left.mail)
+        background.add_task(state.outbox.nudge)
     return response
 
 
@@ -138,6 +140,7 @@ def resubscribe(
         state.database,
         link,
         settings=state.settings,
+        mails=state.mails,
         ip=state.client_ip(request),
         user_agent=request.headers.get("user-agent"),
         now=state.clock(),
@@ -154,7 +157,7 @@ def resubscribe(
             hint=f"Write to {state.site.unsubscribe_address} if this is a mistake.",
         )
     if rejoined.mail is not None:
-        background.add_task(state.mailer.send, rejoined.mail)
+        background.add_task(state.outbox.nudge)
     return confirmed_page(
         state, request, LinkClaim(result.subscriber_id, result.link_key), fresh=True
     )
