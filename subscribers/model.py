@@ -198,7 +198,8 @@ class RateLimitBucket(Base):
 
 
 class SubscriberCount(Base):
-    """How many subscribers there are in each (status, paused), kept by database triggers (0010).
+    """How many subscribers there are in each (status, paused), kept by database triggers
+    (migration 0013).
 
     Every insert, update and delete of ``subscribers`` adds its difference here in the same
     transaction, so that the admin's counts (``/api/stats``, ``/metrics``) sum a few rows instead of

@@ -1,7 +1,7 @@
 """Counts per SMTP relay (sent, deferred, failed, skipped), for several relays with failover.
 
-Revision ID: 0015
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 COUNT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-revision = "0015"
-down_revision = "0013"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

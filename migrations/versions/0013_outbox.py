@@ -1,8 +1,8 @@
 """The outbox of subscription mails (written with the subscriber change, delivered from the
 table), and subscriber counts kept by triggers so that the admin's counts read a few rows.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

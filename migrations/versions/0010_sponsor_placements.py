@@ -3,7 +3,7 @@
 A placement is the sponsored slot of every edition in its date range; ``issues`` records the one it
 carried. ``sponsor_clicks`` holds only a number per placement and edition date: nothing about readers.
 
-Revision ID: 0013
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

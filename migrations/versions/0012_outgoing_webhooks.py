@@ -1,7 +1,7 @@
 """Outgoing webhooks: the endpoints an operator registers, and the queue of signed messages to them.
 
-Revision ID: 0011
-Revises: 0015
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0015"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
