@@ -84,12 +84,51 @@ def test_a_normal_edition_keeps_every_story() -> None:
     assert rendered.html.count('class="story-title"') == 8
 
 
-TOPICS = (
-    "bitcoin ether solana spot ETFs funding rates liquidations venues options futures miners"
-    " stablecoins treasury custody rollups staking validators bridges exchanges lending yields"
-    " derivatives basis premium outflows inflows regulators courts tokens wallets fees blocks"
-    " hashrate halving issuers auctions auditors reserves desks traders whales retail"
-).split()
+TOPICS = [
+    "bitcoin",
+    "ether",
+    "solana",
+    "spot",
+    "ETFs",
+    "funding",
+    "rates",
+    "liquidations",
+    "venues",
+    "options",
+    "futures",
+    "miners",
+    "stablecoins",
+    "treasury",
+    "custody",
+    "rollups",
+    "staking",
+    "validators",
+    "bridges",
+    "exchanges",
+    "lending",
+    "yields",
+    "derivatives",
+    "basis",
+    "premium",
+    "outflows",
+    "inflows",
+    "regulators",
+    "courts",
+    "tokens",
+    "wallets",
+    "fees",
+    "blocks",
+    "hashrate",
+    "halving",
+    "issuers",
+    "auctions",
+    "auditors",
+    "reserves",
+    "desks",
+    "traders",
+    "whales",
+    "retail",
+]
 
 
 def long_title(number: int) -> str:
