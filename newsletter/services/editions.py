@@ -162,6 +162,12 @@ class Editions:
                 relays=relay_counts(session),
             )
 
+    def relays(self) -> dict[str, dict[str, int]]:
+        """Per SMTP relay, what it did with the messages handed to it (all editions): sent,
+        deferred, failed, skipped; the counts ``edition_status`` shows."""
+        with self.database.transaction(readonly=True) as session:
+            return relay_counts(session)
+
     def edition_stats(self, *, edition_date: date, now: datetime) -> EditionStats:
         """An edition's numbers: deliveries by state, bounces and complaints reported about it, and
         the unsubscribes attributed to it (those between it going out and the next edition going

@@ -68,6 +68,10 @@ def edition_controls(app: App) -> EditionControls:
         ),
         cancel=lambda day, now: app.editions.cancel_edition(edition_date=day, now=now),
         stats=lambda day, now: app.editions.edition_stats(edition_date=day, now=now),
+        build=lambda day, now, explain: app.editions.build(
+            edition_date=day, now=now, explain=explain
+        ),
+        relays=app.editions.relays,
     )
 
 

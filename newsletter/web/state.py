@@ -19,6 +19,7 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.outbox import SubscriptionMails
 from newsletter.delivery.transports import SendResult, Transport
+from newsletter.editions import BuildResult
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.services.editions import EditionStats
@@ -62,6 +63,10 @@ class EditionControls:
     #: (edition date, now): the queued deliveries dropped
     cancel: Callable[[date, datetime], int]
     stats: Callable[[date, datetime], EditionStats]
+    #: (edition date, now, explain): build or rebuild the edition
+    build: Callable[[date, datetime, bool], BuildResult]
+    #: Per relay, its counts of all editions (sent, deferred, failed, skipped)
+    relays: Callable[[], dict[str, dict[str, int]]]
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""``/api/editions``: the editions, their delivery counts, preview, send, test copies, pause,
-resume, cancel and numbers."""
+"""``/api/editions``: the editions, their delivery counts, build, preview, send, test copies,
+pause, resume, cancel and numbers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from newsletter.models import IssueStatus
 from newsletter.services import archive
 from newsletter.services.archive import EditionSummary
 from newsletter.web.api.schemas import (
+    BuildOut,
     Control,
     EditionOut,
     EditionStatsOut,
@@ -138,6 +139,29 @@ def send(
         failed=report.failed if report else 0,
         finished=report.finished if report else outcome.already_sent,
     )
+
+
+@router.post(
+    "/editions/{edition_date}/build",
+    response_model=BuildOut,
+    responses={
+        409: {
+            "model": Problem,
+            "description": "Subscribers received the edition (or are receiving it): not rebuilt.",
+        },
+        422: {"model": Problem},
+    },
+    summary="Build (or rebuild) an edition from the stored articles and prices",
+)
+def build(
+    edition_date: EditionDate,
+    state: State,
+    explain: Annotated[
+        bool, Query(description="Also say, for each candidate story, why it was taken or left.")
+    ] = False,
+) -> BuildOut:
+    result = state.editions.build(edition_date, state.clock(), explain)
+    return BuildOut.of(result, explain=explain)
 
 
 def _send_in_background(state: WebState, edition_date: date, follow_up: bool = False) -> None:

@@ -6,9 +6,11 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from newsletter.editions import BuildResult
 from newsletter.models import IssueStatus
 from newsletter.services.archive import EditionSummary
 from newsletter.services.webhooks import Endpoint
+from newsletter.stories import Verdict
 from newsletter.webhooks.events import WebhookEvent
 from subscribers import signup
 from subscribers.formats import ImportFormat
@@ -252,6 +254,67 @@ class EditionStatsOut(BaseModel):
     complaints: int
     unsubscribes: int
     sent_at: datetime | None
+
+
+class VerdictOut(BaseModel):
+    """Why a candidate story was taken into the edition or left out."""
+
+    feed: str = Field(description="The feed the story came from.")
+    title: str
+    published_at: datetime
+    taken: bool
+    reason: str = Field(description="The same words as 'newsletter issue build --explain'.")
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictOut:
+        return cls(
+            feed=verdict.source,
+            title=verdict.title,
+            published_at=verdict.published_at,
+            taken=verdict.taken,
+            reason=verdict.reason,
+        )
+
+
+class BuildOut(BaseModel):
+    issue_id: int
+    edition_date: date
+    subject: str
+    stories: int
+    stories_dropped: int = Field(
+        description="Stories left out to keep the mail under Gmail's 102 KB clip limit."
+    )
+    coins: int
+    market_stale: bool = Field(description="The prices are older than the freshness limit.")
+    rebuilt: bool = Field(description="True when an edition of that date existed already.")
+    verdicts: list[VerdictOut] | None = Field(
+        default=None,
+        description="With explain: every candidate story and why it was taken or left.",
+    )
+
+    @classmethod
+    def of(cls, result: BuildResult, *, explain: bool) -> BuildOut:
+        return cls(
+            issue_id=result.issue_id,
+            edition_date=result.edition_date,
+            subject=result.subject,
+            stories=result.stories,
+            stories_dropped=result.stories_dropped,
+            coins=result.coins,
+            market_stale=result.market_stale,
+            rebuilt=result.rebuilt,
+            verdicts=[VerdictOut.of(verdict) for verdict in result.verdicts] if explain else None,
+        )
+
+
+class RelayOut(BaseModel):
+    """What one SMTP relay did with the messages handed to it, all editions together."""
+
+    relay: str = Field(description="The relay's name (host:port unless named in [[relays]]).")
+    sent: int
+    deferred: int
+    failed: int
+    skipped: int
 
 
 class WebhookRecipient(BaseModel):
