@@ -107,10 +107,16 @@ def _qp(text: str) -> str:
 
 def _encoded_body(text: str, *, html_part: bool) -> list[bytes | Slot]:
     """A body with its tokens as slots, each between soft line breaks."""
+    return slotted_body(text, html_part=html_part, slots=_TOKEN)
+
+
+def slotted_body(text: str, *, html_part: bool, slots: re.Pattern[str]) -> list[bytes | Slot]:
+    """A quoted-printable body in which each match of ``slots`` is a :class:`Slot` (a personal
+    value filled in per recipient), between soft line breaks so that no value is split."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
     pieces: list[bytes | Slot] = []
     position = 0
-    for match in _TOKEN.finditer(text):
+    for match in slots.finditer(text):
         pieces.append(_qp(text[position : match.start()]).encode("ascii"))
         pieces.append(b"=\r\n")
         pieces.append(Slot(match.group(0), "qp-html" if html_part else "qp"))

@@ -43,7 +43,7 @@ from newsletter.delivery.message import (
     _address_header,
     _header,
     _list_unsubscribe_header,
-    _qp,
+    slotted_body,
 )
 from newsletter.delivery.transports import Outcome, SendResult
 from newsletter.models import OutboxMail, OutboxStatus
@@ -263,24 +263,11 @@ _SLOT = re.compile("|".join(re.escape(slot) for slot in SLOTS.values()))
 
 
 def _body(text: str, *, html_part: bool) -> list[bytes | Slot]:
-    """A quoted-printable body with the personal values as slots, each between soft line breaks."""
+    """A quoted-printable body with the personal values as slots, ending with a line break."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
-    text = text.replace("\n", "\r\n")
-    pieces: list[bytes | Slot] = []
-    position = 0
-    for match in _SLOT.finditer(text):
-        pieces.append(_qp(text[position : match.start()]).encode("ascii"))
-        pieces.append(b"=\r\n")
-        pieces.append(Slot(match.group(0), "qp-html" if html_part else "qp"))
-        pieces.append(b"=\r\n")
-        position = match.end()
-    pieces.append(_qp(text[position:]).encode("ascii"))
-    return pieces
-
-
-# the table
+    return slotted_body(text, html_part=html_part, slots=_SLOT)
 
 
 def put(session: Session, composed: Composed, *, now: datetime) -> OutboxMail:
