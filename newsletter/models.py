@@ -110,6 +110,9 @@ class Issue(Base):
     #: Set while an operator holds the edition: workers send none of it until it is resumed.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When ``newsletter deliveries prune`` removed its ledger rows: who received it is no longer
+    #: known, so no follow-up send may queue it again.
+    ledger_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The sponsor placement the edition carries (None: none, or a ``[[sponsors]]`` slot of the TOML).
     sponsor_placement_id: Mapped[int | None] = mapped_column(
         ForeignKey("sponsor_placements.id"), index=True

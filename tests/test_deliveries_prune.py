@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.delivery import ledger
-from newsletter.errors import UsageError
+from newsletter.errors import IssueStateError, UsageError
 from newsletter.models import (
     Bounce,
     BounceKind,
@@ -142,3 +142,26 @@ def test_the_command(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.Monkey
     assert result.exit_code == 0 and "Pruned 0 deliveries of 0 editions" in result.stdout
     refused = runner.invoke(cli, ["deliveries", "prune", "--older-than", "0"])
     assert refused.exit_code == 2 and "at least 1 day" in refused.stderr
+
+
+def test_a_pruned_edition_is_never_sent_again_as_a_follow_up(
+    app_factory: Callable[..., App], database_url: str
+) -> None:
+    """Its ledger gone, a follow-up would take every reader for a newcomer: it is refused."""
+    app = app_factory(database_url=database_url)
+    with app.database.transaction() as session:
+        for n in range(READERS):
+            add_subscriber(session, f"reader{n}@example.com", confirmed=True, now=FIXED_NOW)
+    day = TODAY - timedelta(days=40)
+    old = edition(app, day, IssueStatus.SENT, sent=READERS)
+    recent = edition(app, TODAY - timedelta(days=10), IssueStatus.SENT, sent=READERS - 1)
+    app.editions.prune_deliveries(older_than_days=30, now=FIXED_NOW)
+    with app.database.transaction(readonly=True) as session:
+        assert session.get(Issue, old).ledger_pruned_at is not None  # type: ignore[union-attr]
+        assert session.get(Issue, recent).ledger_pruned_at is None  # type: ignore[union-attr]
+
+    with pytest.raises(IssueStateError, match=r"pruned on .*no longer known"):
+        app.sending.send(edition_date=day, now=FIXED_NOW, follow_up=True)
+    assert ledger_rows(app).get(old) is None  # nothing queued
+    with app.database.transaction(readonly=True) as session:
+        assert session.get(Issue, old).status is IssueStatus.SENT  # type: ignore[union-attr]

@@ -188,7 +188,7 @@ def prunable_editions(session: Session, *, before: date) -> list[tuple[int, date
     return [(issue_id, day, int(count)) for issue_id, day, count in session.execute(query)]
 
 
-def prune_edition(session: Session, issue_id: int) -> int:
+def prune_edition(session: Session, issue_id: int, *, now: datetime) -> int:
     """Delete the finished ledger rows of one edition; return how many.
 
     Bounce and complaint reports stay (the subscriber's status and the audit trail do not depend
@@ -210,4 +210,6 @@ def prune_edition(session: Session, issue_id: int) -> int:
             .execution_options(synchronize_session=False, preserve_rowcount=True)
         ),
     )
+    # Who received it is no longer known: a follow-up send must not take everyone for a newcomer.
+    session.execute(update(Issue).where(Issue.id == issue_id).values(ledger_pruned_at=now))
     return max(result.rowcount, 0)

@@ -260,5 +260,5 @@ class Editions:
         removed = 0
         for issue_id, _, _ in editions:
             with self.database.transaction() as session:
-                removed += ledger.prune_edition(session, issue_id)
+                removed += ledger.prune_edition(session, issue_id, now=now)
         return Pruned(len(editions), removed, before)

@@ -227,6 +227,14 @@ class Sending:
                     return SendOutcome(
                         edition_date, True, None, 0, 0, None, sent_at=current.sent_at
                     )
+                if follow_up and current.ledger_pruned_at is not None:
+                    raise IssueStateError(
+                        f"the deliveries of the edition of {edition_date} were pruned on "
+                        f"{current.ledger_pruned_at:%Y-%m-%d}: who received it is no longer known, "
+                        "so a follow-up would send it again to everyone",
+                        hint="send today's edition instead; a follow-up works only for editions "
+                        "newer than the retention of 'newsletter deliveries prune'",
+                    )
                 if follow_up and current.status is IssueStatus.SENT:
                     move_edition(current, IssueStatus.SENDING, now=now)  # reopened for newcomers
                 start_sending(current, now=now)
