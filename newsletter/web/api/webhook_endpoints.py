@@ -11,17 +11,16 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 
 from newsletter.services import webhooks
-from newsletter.web.api.schemas import (
-    MAX_ID,
+from newsletter.web.api.endpoint_schemas import (
     CreatedEndpoint,
     EndpointChange,
     EndpointOut,
     EndpointSecret,
     EndpointTest,
     NewEndpoint,
-    Problem,
     RemovedEndpoint,
 )
+from newsletter.web.api.schemas import MAX_ID, Problem
 from newsletter.web.state import State
 
 router = APIRouter(prefix="/webhooks/endpoints")
