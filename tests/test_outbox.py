@@ -25,7 +25,7 @@ from kernel import utcnow
 from newsletter.bootstrap import App
 from newsletter.cli import cli
 from newsletter.db import Database
-from newsletter.delivery import outbox
+from newsletter.delivery import outbox, subscription_mails
 from newsletter.models import OutboxMail, OutboxStatus
 from newsletter.services import subscriptions
 from newsletter.services.outbox import Outbox
@@ -58,7 +58,7 @@ def _subscribe(app: App, address: str, now: datetime) -> subscriptions.Subscribe
         app.database,
         settings=app.settings,
         signer=app.signer(),
-        mails=outbox.SubscriptionMails(
+        mails=subscription_mails.SubscriptionMails(
             settings=app.settings, renderer=app.renderer, signer=app.signer(), clock=lambda: now
         ),
         email=address,

@@ -64,8 +64,16 @@ class Recorded:
 
 
 def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with full jitter: up to 2 min × 2^(attempts-1), capped at 2 h."""
-    ceiling = min(RETRY_BASE * (1 << min(max(attempts - 1, 0), 16)), RETRY_CAP)
+    """Exponential backoff with jitter: up to 2 min × 2^(attempts-1), capped at 2 h."""
+    return exponential_backoff(attempts, base=RETRY_BASE, cap=RETRY_CAP, rng=rng)
+
+
+def exponential_backoff(
+    attempts: int, *, base: timedelta, cap: timedelta, rng: random.Random | None = None
+) -> timedelta:
+    """The wait before try ``attempts + 1``: ``base`` × 2^(attempts-1), capped at ``cap``, of which
+    a random half is taken off, so that retries of many rows spread out."""
+    ceiling = min(base * (1 << min(max(attempts - 1, 0), 16)), cap)
     draw = rng.random() if rng is not None else random.random()
     return ceiling * (0.5 + 0.5 * draw)
 

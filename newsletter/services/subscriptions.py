@@ -21,7 +21,7 @@ from newsletter.coins import coin_labels
 from newsletter.coins import followable_coins as followable
 from newsletter.config import Settings
 from newsletter.delivery import outbox
-from newsletter.delivery.outbox import Mail, MailKind, Recipient, SubscriptionMails
+from newsletter.delivery.subscription_mails import Mail, MailKind, Recipient, SubscriptionMails
 from newsletter.services.queued import Transactions
 from newsletter.webhooks import events
 from subscribers import preferences as prefs

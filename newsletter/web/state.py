@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.delivery.outbox import SubscriptionMails
+from newsletter.delivery.subscription_mails import SubscriptionMails
 from newsletter.delivery.transports import SendResult, Transport
 from newsletter.editions import BuildResult
 from newsletter.personal import Links
