@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from newsletter.cli import cli
 from newsletter.config import Settings
+from subscribers.import_file import ImportRow, read_csv
 from subscribers.spreadsheet import neutralise, restore
-from subscribers.transfer import ImportRow, read_csv
 from tests.web_fixtures import ADMIN_TOKEN, Web, web, web_factory
 
 __all__ = ["web", "web_factory"]

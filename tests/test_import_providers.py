@@ -21,10 +21,11 @@ from newsletter.cli import cli
 from newsletter.db import Database
 from subscribers.errors import ImportFileError, SuppressedAddress
 from subscribers.formats import ImportFormat
+from subscribers.import_file import read_csv
 from subscribers.model import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 from subscribers.privacy import address_hash
 from subscribers.service import add_subscriber
-from subscribers.transfer import ImportReport, import_rows, read_csv
+from subscribers.transfer import ImportReport, import_rows
 from tests.web_fixtures import Web, web_db, web_factory
 
 __all__ = ["web_db", "web_factory"]

@@ -17,8 +17,9 @@ from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.db import Database
 from subscribers.errors import ImportFileError
+from subscribers.import_file import read_csv
 from subscribers.model import Subscriber
-from subscribers.transfer import import_rows, read_csv
+from subscribers.transfer import import_rows
 from tests.web_fixtures import ADMIN_TOKEN, Web, web_db, web_factory  # noqa: F401
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -14,10 +14,11 @@ from sqlalchemy import inspect, select, text
 from newsletter.db import Database
 from subscribers import privacy, signup
 from subscribers.errors import BadToken, SuppressedAddress
+from subscribers.import_file import read_csv
 from subscribers.model import Subscriber, SubscriberStatus, Suppression
 from subscribers.service import add_subscriber
 from subscribers.tokens import TokenSigner
-from subscribers.transfer import import_rows, read_csv
+from subscribers.transfer import import_rows
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import ADMIN_TOKEN, Web, web, web_db, web_factory
 

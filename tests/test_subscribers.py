@@ -16,6 +16,7 @@ from sqlalchemy import select
 from newsletter.db import Database
 from subscribers.addresses import normalise
 from subscribers.errors import BadToken, IllegalTransition, ImportFileError, InvalidAddress
+from subscribers.import_file import ImportRow, RejectedRow, read_csv
 from subscribers.model import (
     Subscriber,
     SubscriberStatus,
@@ -26,7 +27,7 @@ from subscribers.model import (
 )
 from subscribers.service import add_subscriber, get_by_email, iter_subscribers
 from subscribers.tokens import PREFERENCES, UNSUBSCRIBE, TokenSigner
-from subscribers.transfer import ImportRow, RejectedRow, export_csv, import_rows, read_csv
+from subscribers.transfer import export_csv, import_rows
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)

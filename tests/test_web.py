@@ -23,8 +23,9 @@ from newsletter.models import MarketSnapshot
 from newsletter.services import subscriptions
 from newsletter.services.sending import SendOutcome
 from newsletter.web.command import web as web_command
+from subscribers.import_file import read_csv
 from subscribers.model import MailFormat, SubscriberStatus
-from subscribers.transfer import import_rows, read_csv
+from subscribers.transfer import import_rows
 from tests.conftest import FIXED_NOW
 from tests.web_fixtures import (
     Web,

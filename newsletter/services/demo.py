@@ -17,9 +17,10 @@ from newsletter.models import REBUILDABLE
 from newsletter.services.editions import Editions
 from newsletter.services.sending import Sending, SendOutcome
 from newsletter.services.sources import Sources
+from subscribers.import_file import read_csv
 from subscribers.model import SubscriberStatus
 from subscribers.service import count_subscribers
-from subscribers.transfer import ImportReport, import_rows, read_csv
+from subscribers.transfer import ImportReport, import_rows
 
 
 @dataclass(frozen=True, slots=True)

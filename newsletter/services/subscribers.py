@@ -31,12 +31,13 @@ from newsletter.services.subscriptions import (
 from newsletter.webhooks import events
 from subscribers import signup
 from subscribers.formats import ImportFormat
+from subscribers.import_file import read_csv
 from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.preferences import check_watchlist
 from subscribers.privacy import Removal
 from subscribers.service import add_subscriber, iter_subscribers
 from subscribers.tokens import TokenSigner
-from subscribers.transfer import EXPORT_COLUMNS, ImportReport, export_csv, import_rows, read_csv
+from subscribers.transfer import EXPORT_COLUMNS, ImportReport, export_csv, import_rows
 
 #: Subscribers per chunk of a streamed export.
 EXPORT_CHUNK = 500
