@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Enum, Insert, Integer, MetaData
+from sqlalchemy import BigInteger, DateTime, Dialect, Enum, Insert, Integer, MetaData, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -65,7 +65,13 @@ def status_enum(cls: type[enum.StrEnum], name: str) -> Enum:
 def insert_ignoring_conflicts(
     session: Session, model: type[Base], *, index_elements: Sequence[str] | None = None
 ) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for the session's database (SQLite or PostgreSQL)."""
+    """``INSERT … ON CONFLICT DO NOTHING`` for the session's database (SQLite or PostgreSQL).
+
+    On the model's Core table: an ORM-enabled insert takes the bulk-persistence path, which coerces
+    the values again at every execution, and a statement built once with its parameters bound at
+    execution costs less than the insert itself.
+    """
+    table = cast(Table, model.__table__)
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing(index_elements=index_elements)
-    return sqlite.insert(model).on_conflict_do_nothing(index_elements=index_elements)
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -17,8 +18,12 @@ class Address:
     key: str
 
 
+@lru_cache(maxsize=4096)
 def normalise(raw: str) -> Address:
     """Validate an address and return its stored and comparison forms.
+
+    Remembered for the latest few thousand inputs (a pure function: a form's address is checked by
+    the page's service and again by the signup in the same request).
 
     The domain is lower-cased (and compared in its ASCII form, so that an internationalised domain and
     its punycode match); the local part keeps its case for display but is compared case-insensitively.

@@ -22,8 +22,9 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Executable, bindparam, delete, select
+from sqlalchemy import Executable, Table, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,15 +68,18 @@ def _upsert(dialect: str) -> Executable:
     statement = _UPSERTS.get(dialect)
     if statement is None:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # On the Core table: an ORM-enabled insert goes through the bulk-persistence path and
+        # coerces its values again at every execution, which cost more than the statement.
+        table = cast(Table, RateLimitBucket.__table__)
         statement = _UPSERTS[dialect] = (
-            insert(RateLimitBucket)
+            insert(table)
             .values(
                 key=bindparam("b_key"),
                 hits=1,
-                expires_at=bindparam("b_ends", type_=RateLimitBucket.expires_at.type),
+                expires_at=bindparam("b_ends", type_=table.c.expires_at.type),
             )
-            .on_conflict_do_update(index_elements=["key"], set_={"hits": RateLimitBucket.hits + 1})
-            .returning(RateLimitBucket.hits)
+            .on_conflict_do_update(index_elements=["key"], set_={"hits": table.c.hits + 1})
+            .returning(table.c.hits)
         )
     return statement
 

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Executable, select
 from sqlalchemy.orm import Session
 
 from kernel import insert_ignoring_conflicts
@@ -131,6 +131,20 @@ def _zone(value: str | None) -> str | None:
         return None
 
 
+_NEW_SUBSCRIBER: dict[str, Executable] = {}
+
+
+def _new_subscriber(session: Session) -> Executable:
+    """The signup's insert of a dialect, built once: a signup only binds its values."""
+    dialect = session.get_bind().dialect.name
+    statement = _NEW_SUBSCRIBER.get(dialect)
+    if statement is None:
+        statement = _NEW_SUBSCRIBER[dialect] = insert_ignoring_conflicts(
+            session, Subscriber, index_elements=["email_key"]
+        ).returning(Subscriber.id)
+    return statement
+
+
 def request(
     session: Session,
     email: str,
@@ -147,26 +161,26 @@ def request(
     zone = _zone(timezone)
     nonce = new_nonce()
     link_key = new_link_key()
-    statement = insert_ignoring_conflicts(session, Subscriber, index_elements=["email_key"])
     inserted = session.execute(
-        statement.values(
-            email=address.email,
-            email_key=address.key,
-            status=SubscriberStatus.PENDING,
-            timezone=zone,
-            format=model.MailFormat.HTML,
-            created_at=now,
-            status_changed_at=now,
-            consent_at=now,
-            consent_ip=_clip(consent.ip, 45),
-            consent_user_agent=_clip(consent.user_agent, 500),
-            consent_source=_clip(consent.source, 200),
-            consent_wording=_clip(consent.wording, 40),
-            confirm_nonce=nonce,
-            paused=False,
-            link_key=link_key,
-            legacy_links=False,
-        ).returning(Subscriber.id)
+        _new_subscriber(session),
+        {
+            "email": address.email,
+            "email_key": address.key,
+            "status": SubscriberStatus.PENDING,
+            "timezone": zone,
+            "format": model.MailFormat.HTML,
+            "created_at": now,
+            "status_changed_at": now,
+            "consent_at": now,
+            "consent_ip": _clip(consent.ip, 45),
+            "consent_user_agent": _clip(consent.user_agent, 500),
+            "consent_source": _clip(consent.source, 200),
+            "consent_wording": _clip(consent.wording, 40),
+            "confirm_nonce": nonce,
+            "paused": False,
+            "link_key": link_key,
+            "legacy_links": False,
+        },
     ).scalar()
     if inserted is not None:
         _append(session, inserted, consent, ConsentKind.SIGNUP)

@@ -22,8 +22,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.recording import exponential_backoff
@@ -37,22 +38,30 @@ RETRY_CAP = timedelta(hours=1)
 ERROR_CHARS = 1000
 
 
-def put(session: Session, composed: Composed, *, now: datetime) -> OutboxMail:
-    """Write a composed mail, due now, in the caller's transaction."""
-    row = OutboxMail(
-        kind=composed.kind.value,
-        subscriber_id=composed.subscriber_id,
-        recipient=composed.recipient,
-        envelope_sender=composed.sender,
-        message_id=composed.message_id,
-        message=composed.message,
-        status=OutboxStatus.QUEUED,
-        attempts=0,
-        not_before=now,
-        created_at=now,
+_PUT = insert(cast(Table, OutboxMail.__table__))
+
+
+def put(session: Session, composed: Composed, *, now: datetime) -> None:
+    """Write a composed mail, due now, in the caller's transaction.
+
+    One prebuilt Core insert, its values bound: an ORM object flushed at commit cost several times
+    the insert on the subscribe page's path.
+    """
+    session.execute(
+        _PUT,
+        {
+            "kind": composed.kind.value,
+            "subscriber_id": composed.subscriber_id,
+            "recipient": composed.recipient,
+            "envelope_sender": composed.sender,
+            "message_id": composed.message_id,
+            "message": composed.message,
+            "status": OutboxStatus.QUEUED,
+            "attempts": 0,
+            "not_before": now,
+            "created_at": now,
+        },
     )
-    session.add(row)
-    return row
 
 
 def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
