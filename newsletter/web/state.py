@@ -193,7 +193,8 @@ class WebState:
         )
 
 
-def get_state(request: Request) -> WebState:
+async def get_state(request: Request) -> WebState:
+    # async: a plain function as a dependency costs every request a hop to the thread pool.
     state: WebState = request.app.state.web
     return state
 
