@@ -17,7 +17,11 @@ time. It reports requests per second, p50 and p99 latency and errors per scenari
 Every subscription mail is written to the outbox in the request's transaction and delivered by the
 server process itself (its outbox thread), as ``newsletter web`` does: the mails' cost is in the
 figures. After each database the script prints subscribe and one-click as a fraction of healthz's
-rate in the same run (target: at least 0.5) and whether their p99 is under 100 ms.
+rate in the same run (target: at least 0.5) and whether their p99 is under 100 ms. Each row also
+gives the CPU time (user + system) of the server process and of the load process per request
+answered (``srv CPU``, ``load CPU``, in ms; the server's read from /proc around each scenario, the
+load process's own from its first request to its last, start-up left out):
+the figure that does not move with the machine's other load, and what the ratio comes from.
 
 Usage (from the project root)::
 
@@ -113,6 +117,12 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    #: Requests answered in all, warm-up included (the CPU figures are per one of these).
+    answered: int = 0
+    #: CPU time (user + system) of the server process per request, in ms.
+    server_cpu_ms: float = float("nan")
+    #: CPU time of the load process per request, in ms (it shares the machine with the server).
+    load_cpu_ms: float = float("nan")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -132,13 +142,14 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     base = args.base
     latencies: list[float] = []
     errors = 0
+    answered = 0
     next_id = args.first_id
     measuring_from = time.perf_counter() + args.warmup
     stop_at = measuring_from + args.seconds
     run = uuid.uuid4().hex[:8]
 
     async def user(number: int) -> None:
-        nonlocal errors, next_id
+        nonlocal errors, next_id, answered
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
             token = ""
@@ -182,12 +193,15 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                 except httpx.HTTPError:
                     ok = False
                 ended = time.perf_counter()
+                answered += 1
                 if started >= measuring_from:
                     latencies.append(ended - started)
                     if not ok:
                         errors += 1
 
+    cpu_from = time.process_time()
     await asyncio.gather(*(user(number) for number in range(args.concurrency)))
+    load_cpu = time.process_time() - cpu_from
     count = len(latencies)
     return asdict(
         Result(
@@ -200,6 +214,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             rps=count / args.seconds,
             p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
             p99_ms=percentile(latencies, 0.99) * 1000,
+            answered=answered,
+            load_cpu_ms=load_cpu * 1000 / answered if answered else float("nan"),
         )
     )
 
@@ -249,6 +265,12 @@ def prepare(database_url: str, subscribers: int) -> tuple[int, int]:
     return start, last
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     import httpx
 
@@ -293,10 +315,14 @@ def run_database(
                 "--first-id", str(first),
                 "--last-id", str(last),
             ]  # fmt: skip
+            server_before = process_cpu_seconds(server.pid)
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise SystemExit(f"the load process failed:\n{done.stderr}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
+            if result["answered"]:
+                server_cpu = process_cpu_seconds(server.pid) - server_before
+                result["server_cpu_ms"] = server_cpu * 1000 / result["answered"]
             results.append(result)
             print(_row(result), flush=True)
         print(_verdict(name, results), flush=True)
@@ -325,7 +351,7 @@ def postgres_database(base_url: str) -> tuple[str, Any]:
 
 HEADER = (
     f"{'database':<11}{'scenario':<13}{'conc.':>6}{'requests':>10}{'req/s':>9}"
-    f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'srv CPU':>10}{'load CPU':>9}"
 )
 
 
@@ -334,6 +360,7 @@ def _row(result: dict[str, Any]) -> str:
         f"{result['database']:<11}{result['scenario']:<13}{result['concurrency']:>6}"
         f"{result['requests']:>10}{result['rps']:>9.0f}{result['p50_ms']:>9.1f}"
         f"{result['p99_ms']:>9.1f}{result['errors']:>8}"
+        f"{result['server_cpu_ms']:>10.2f}{result['load_cpu_ms']:>9.2f}"
     )
 
 
@@ -351,7 +378,8 @@ def _verdict(database: str, results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{database:<11}{scenario:<13}{ratio:5.2f} x healthz (target >= {RATIO_TARGET}), "
             f"p99 {result['p99_ms']:.1f} ms (target < {P99_TARGET_MS:g}): "
-            f"{'held' if held else 'NOT held'}"
+            f"{'held' if held else 'NOT held'}; server CPU a request "
+            f"{result['server_cpu_ms'] / healthz['server_cpu_ms']:.1f} x healthz's"
         )
     return "\n".join(lines)
 
