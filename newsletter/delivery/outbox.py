@@ -22,9 +22,21 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.recording import exponential_backoff
@@ -71,11 +83,67 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> timedelta:
     return exponential_backoff(attempts, base=RETRY_BASE, cap=RETRY_CAP, rng=rng)
 
 
-def _due(now: datetime) -> object:
+def _due(now: object) -> ColumnElement[bool]:
     return or_(
         (_TABLE.c.status == OutboxStatus.QUEUED) & (_TABLE.c.not_before <= now),
         (_TABLE.c.status == OutboxStatus.SENDING) & (_TABLE.c.lease_until < now),
     )
+
+
+# The statements of a delivery round, built once with their parameters bound at execution: building
+# the expressions again for every claim cost more than running them.
+_NOW = bindparam("b_now", type_=_TABLE.c.not_before.type)
+_IDS: BindParameter[list[int]] = bindparam("b_ids", expanding=True)
+_CLAIMS: dict[int, Select[Any]] = {}
+_LEASE = (
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(_IDS))
+    .values(
+        status=OutboxStatus.SENDING,
+        lease_until=bindparam("b_lease", type_=_TABLE.c.lease_until.type),
+        attempts=_TABLE.c.attempts + 1,
+    )
+)
+_EMPTY = (
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(_IDS))
+    .values(status=OutboxStatus.FAILED, last_error="the message was cleared")
+)
+_SENT = (
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(_IDS), _TABLE.c.status == OutboxStatus.SENDING)
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=_NOW,
+        message=None,
+        lease_until=None,
+        last_error=None,
+    )
+)
+
+
+def _claim(limit: int) -> Select[Any]:
+    statement = _CLAIMS.get(limit)
+    if statement is None:
+        table = _TABLE
+        built: Select[Any] = (
+            select(
+                table.c.id,
+                table.c.kind,
+                table.c.subscriber_id,
+                table.c.envelope_sender,
+                table.c.recipient,
+                table.c.message_id,
+                table.c.message,
+                table.c.attempts,
+            )
+            .where(_due(_NOW))
+            .order_by(table.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = _CLAIMS[limit] = built
+    return statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,34 +165,10 @@ def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> l
     Core statements on the table, two whatever the batch: the pages deliver their own mails, so a
     claim runs about once a page under load.
     """
-    table = _TABLE
-    rows = session.execute(
-        select(
-            table.c.id,
-            table.c.kind,
-            table.c.subscriber_id,
-            table.c.envelope_sender,
-            table.c.recipient,
-            table.c.message_id,
-            table.c.message,
-            table.c.attempts,
-        )
-        .where(_due(now))  # type: ignore[arg-type]
-        .order_by(table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    rows = session.execute(_claim(limit), {"b_now": now}).all()
     if not rows:
         return []
-    session.execute(
-        update(table)
-        .where(table.c.id.in_([row.id for row in rows]))
-        .values(
-            status=OutboxStatus.SENDING,
-            lease_until=now + lease,
-            attempts=table.c.attempts + 1,
-        )
-    )
+    session.execute(_LEASE, {"b_ids": [row.id for row in rows], "b_lease": now + lease})
     claimed = []
     empty = []
     for row in rows:
@@ -144,11 +188,7 @@ def claim(session: Session, *, now: datetime, lease: timedelta, limit: int) -> l
             )
         )
     if empty:
-        session.execute(
-            update(table)
-            .where(table.c.id.in_(empty))
-            .values(status=OutboxStatus.FAILED, last_error="the message was cleared")
-        )
+        session.execute(_EMPTY, {"b_ids": empty})
     return claimed
 
 
@@ -175,17 +215,7 @@ def record(
     table = _TABLE
     sent = [item.claimed.id for item in tried if item.result.outcome is Outcome.SENT]
     if sent:
-        session.execute(
-            update(table)
-            .where(table.c.id.in_(sent), table.c.status == OutboxStatus.SENDING)
-            .values(
-                status=OutboxStatus.SENT,
-                sent_at=now,
-                message=None,
-                lease_until=None,
-                last_error=None,
-            )
-        )
+        session.execute(_SENT, {"b_ids": sent, "b_now": now})
     for item in tried:
         claimed, result = item.claimed, item.result
         if result.outcome is Outcome.SENT:
