@@ -89,6 +89,10 @@ class Outbox:
             if broken is not None:
                 report.broken = True
                 break
+            if len(claimed) < BATCH:
+                # Nothing else was due when this batch was claimed: no claim only to find that out
+                # (a mail written since nudges its own round).
+                break
         return report
 
     def _send(self, transport: Transport, item: outbox.Claimed) -> SendResult:
