@@ -25,5 +25,9 @@ def belongs_to(claim: LinkClaim, subscriber: Subscriber | None) -> bool:
 
 def holder(session: Session, claim: LinkClaim, *, for_update: bool = False) -> Subscriber | None:
     """The subscriber a link belongs to, or None when that subscriber is gone (deleted, erased)."""
-    subscriber = session.get(Subscriber, claim.subscriber_id, with_for_update=for_update)
+    # None, not False, without the lock: any with_for_update but None makes get() skip the
+    # identity map and select the row again.
+    subscriber = session.get(
+        Subscriber, claim.subscriber_id, with_for_update=True if for_update else None
+    )
     return subscriber if belongs_to(claim, subscriber) else None

@@ -287,11 +287,16 @@ def leave(
     """Unsubscribe through a signed link (idempotent); the goodbye mail when it took effect."""
     with database.transaction() as session:
         result = signup.leave(session, link, now=now, reason=channel)
+        # Held from here: the session keeps a clean row only while something refers to it.
+        subscriber = holder(session, link)
         if result.outcome is signup.Leave.UNSUBSCRIBED:
             events.emit_about(
-                session, events.SUBSCRIBER_UNSUBSCRIBED, result.subscriber_id, now=now, via=channel
+                session,
+                events.SUBSCRIBER_UNSUBSCRIBED,
+                subscriber if subscriber is not None else result.subscriber_id,
+                now=now,
+                via=channel,
             )
-        subscriber = holder(session, link)
         found = None if subscriber is None else Member.of(subscriber)
         mail = write_mail(session, mails, _goodbye(result), now=now)
     return Left(result, found, mail)
