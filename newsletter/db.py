@@ -7,6 +7,7 @@ workers) queue for the write lock instead of failing half-way; WAL mode lets rea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session
 
 from newsletter.errors import DatabaseError
@@ -55,9 +62,44 @@ def create_database_engine(database_url: str, *, echo: bool = False) -> Engine:
     try:
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url, echo=echo)
-        return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, echo=echo, pool_size=5, max_overflow=5)
     except NoSuchModuleError:
         raise DatabaseError(f"no driver for the database URL scheme {url.drivername!r}") from None
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection unused for longer than this is checked with a round trip before it is used.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection before use only when it has sat idle.
+
+    ``pool_pre_ping`` checks every connection at every checkout: a round trip for each transaction,
+    which on a busy worker or page costs as much as a statement. A connection that was in use less
+    than :data:`PING_AFTER_IDLE_SECONDS` ago is handed out as it is; one idle for longer (a server
+    restart, a proxy's idle timeout, a failover) is pinged, and a dead one is replaced before the
+    caller sees it. A connection that breaks while in use fails its statement as it would anyway,
+    and SQLAlchemy then discards the whole pool's connections of before the failure.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool drops this connection and checks out another (a new one if need be).
+                raise DisconnectionError(f"a pooled connection was dead: {exc}") from exc
+            raise
 
 
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
