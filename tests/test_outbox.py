@@ -137,6 +137,45 @@ def test_a_refusal_for_now_is_retried_with_backoff_then_given_up_with_its_reason
     assert "slow@example.com" in result.output
 
 
+def test_prune_deletes_only_finished_mails_older_than_the_cut_off(
+    smtp_app: App, smtp_server: SmtpServer
+) -> None:
+    now = utcnow()
+    old, recent = now - timedelta(days=40), now - timedelta(days=1)
+    transport = smtp_app.transport()
+    smtp_server.handler.replies["gone@example.com"] = "550 5.1.1 No such user"
+    _subscribe(smtp_app, "sent-long-ago@example.com", old)
+    _subscribe(smtp_app, "gone@example.com", old)
+    Outbox(smtp_app.database, Clock(old)).deliver_due(transport)  # one sent, one given up
+    _subscribe(smtp_app, "sent-lately@example.com", recent)
+    Outbox(smtp_app.database, Clock(recent)).deliver_due(transport)
+    _subscribe(smtp_app, "still-waiting@example.com", old)  # queued since long ago: never pruned
+    statuses = {row.recipient: row.status for row in _rows(smtp_app.database)}
+    assert statuses == {
+        "sent-long-ago@example.com": OutboxStatus.SENT,
+        "gone@example.com": OutboxStatus.FAILED,
+        "sent-lately@example.com": OutboxStatus.SENT,
+        "still-waiting@example.com": OutboxStatus.QUEUED,
+    }
+    env = {"NEWSLETTER_DATABASE_URL": smtp_app.settings.database_url}
+
+    dry = CliRunner().invoke(cli, ["outbox", "prune", "--older-than", "30", "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "2 subscription mails" in dry.output and "would be pruned" in dry.output
+    assert len(_rows(smtp_app.database)) == 4
+
+    done = CliRunner().invoke(cli, ["outbox", "prune", "--older-than", "30"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "Pruned 2 subscription mails" in done.output
+    assert {row.recipient for row in _rows(smtp_app.database)} == {
+        "sent-lately@example.com",
+        "still-waiting@example.com",
+    }
+
+    refused = CliRunner().invoke(cli, ["outbox", "prune", "--older-than", "0"], env=env)
+    assert refused.exit_code != 0 and "at least 1 day" in refused.output
+
+
 def test_a_permanent_refusal_is_given_up_at_once(smtp_app: App, smtp_server: SmtpServer) -> None:
     smtp_server.handler.replies["gone@example.com"] = "550 5.1.1 No such user"
     _subscribe(smtp_app, "gone@example.com", FIXED_NOW)

@@ -93,11 +93,45 @@ def fetch(context: Context) -> None:
         raise NewsletterError("every source failed; nothing was fetched")
 
 
-@click.command("outbox")
+@click.group("outbox", invoke_without_command=True)
 @click.option("--failures", "limit", default=20, show_default=True, help="Failures to list.")
+@click.pass_context
+def outbox_command(click_context: click.Context, limit: int) -> None:
+    """The subscription mails: how many wait, are sent or were given up, and why.
+
+    With a subcommand (prune), that instead.
+    """
+    if click_context.invoked_subcommand is None:
+        _outbox_state(click_context.find_root().obj, limit)
+
+
+@outbox_command.command("prune")
+@click.option(
+    "--older-than",
+    "days",
+    type=int,
+    required=True,
+    metavar="DAYS",
+    help="Prune the mails written more than DAYS days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be pruned; change nothing.")
 @pass_context
-def outbox_command(context: Context, limit: int) -> None:
-    """The subscription mails: how many wait, are sent or were given up, and why."""
+def outbox_prune(context: Context, days: int, dry_run: bool) -> None:
+    """Delete the subscription mails sent or given up long ago (waiting ones stay).
+
+    A sent mail's row keeps no message, only who it went to and when; a given-up one keeps its
+    reason. Run it from a timer, as 'newsletter deliveries prune'.
+    """
+    pruned = context.app.outbox.prune(older_than_days=days, now=utcnow(), dry_run=dry_run)
+    mails = f"{pruned.mails:,} subscription mail{'s' if pruned.mails != 1 else ''}"
+    scope = f"written before {pruned.before:%Y-%m-%d %H:%M} UTC"
+    if dry_run:
+        context.console.print(f"{mails} {scope} would be pruned.")
+    else:
+        context.console.print(f"Pruned {mails} {scope}.")
+
+
+def _outbox_state(context: Context, limit: int) -> None:
     state = context.app.outbox.state(failures=limit)
     counts = "  ".join(f"{status}: {count}" for status, count in state.counts.items())
     context.console.print(f"subscription mails  {counts}")

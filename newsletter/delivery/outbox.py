@@ -262,6 +262,30 @@ def next_due(session: Session) -> datetime | None:
     return min(times) if times else None
 
 
+#: The statuses a mail ends in: only these are ever pruned.
+FINISHED = (OutboxStatus.SENT, OutboxStatus.FAILED)
+
+
+def prunable(session: Session, *, before: datetime) -> int:
+    """How many finished mails (sent or given up) were written before ``before``."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(_TABLE)
+            .where(_TABLE.c.status.in_(FINISHED), _TABLE.c.created_at < before)
+        )
+        or 0
+    )
+
+
+def prune(session: Session, *, before: datetime) -> int:
+    """Delete the finished mails written before ``before``; mails waiting or in flight stay."""
+    result = session.execute(
+        delete(_TABLE).where(_TABLE.c.status.in_(FINISHED), _TABLE.c.created_at < before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     id: int

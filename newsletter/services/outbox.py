@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from newsletter.delivery import outbox
 from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, UsageError
 from newsletter.services.queued import Transactions
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,14 @@ class OutboxReport:
     @property
     def tried(self) -> int:
         return self.sent + self.retried + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Finished mails deleted (or, in a dry run, that would be), and the cut-off."""
+
+    mails: int
+    before: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,21 @@ class Outbox:
             )
         if self.on_result is not None:
             self.on_result(claimed.kind, outcome)
+
+    def prune(self, *, older_than_days: int, now: datetime, dry_run: bool = False) -> Pruned:
+        """Delete the mails sent or given up more than ``older_than_days`` days ago (by when they
+        were written); mails waiting or in flight are never touched."""
+        if older_than_days < 1:
+            raise UsageError(
+                f"--older-than must be at least 1 day, not {older_than_days}",
+                hint="the latest mails given up, with their reasons, are what 'newsletter outbox' shows",
+            )
+        before = now - timedelta(days=older_than_days)
+        if dry_run:
+            with self.database.transaction(readonly=True) as session:
+                return Pruned(outbox.prunable(session, before=before), before)
+        with self.database.transaction() as session:
+            return Pruned(outbox.prune(session, before=before), before)
 
     def next_due(self) -> datetime | None:
         with self.database.transaction(readonly=True) as session:
