@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -43,5 +44,12 @@ def wire_address(email: str) -> str:
 
 def message_id(identity: SenderIdentity, issue: Issue, subscriber_id: int) -> str:
     """Stable per (edition, subscriber): a re-send after a crash carries the same Message-ID."""
-    mac = hmac.new(identity.secret, f"{issue.id}:{subscriber_id}".encode(), hashlib.sha256)
+    mac = _keyed(identity.secret).copy()
+    mac.update(b"%d:%d" % (issue.id, subscriber_id))
     return f"<{issue.edition_date:%Y%m%d}.{subscriber_id}.{mac.hexdigest()[:16]}@{identity.domain}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the key already set up (copied for each message)."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
