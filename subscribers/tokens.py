@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _json_str
 
 from itsdangerous import (
     BadSignature,
@@ -85,7 +86,12 @@ class TokenSigner:
         "django-concat", tests/test_token_signing.py compares them), at a fraction of the cost.
         """
         payload: int | list[int | str] = subscriber_id if key is None else [subscriber_id, key]
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if type(subscriber_id) is int and (key is None or type(key) is str):
+            # compact JSON of an int, or of [int, str], as json.dumps writes it
+            text = str(subscriber_id) if key is None else f"[{subscriber_id},{_json_str(key)}]"
+        else:
+            text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        data = text.encode("utf-8")
         compressed = zlib.compress(data)
         shorter = len(compressed) < len(data) - 1
         value = b"." + _b64(compressed) if shorter else _b64(data)

@@ -31,6 +31,7 @@ def test_tokens_equal_itsdangerous(purpose: str) -> None:
                 "".join(rng.choices(string.ascii_letters + string.digits, k=22)),
                 "a" * rng.randrange(1, 200),  # compresses: the "." prefix
                 "ključ-é",
+                'quote" back\\\\ line\n \x01 \u2028',
             ]
         )
         payload: object = subscriber_id if key is None else [subscriber_id, key]
