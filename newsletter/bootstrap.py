@@ -22,23 +22,26 @@ from newsletter.errors import ConfigError
 from newsletter.personal import Links
 from newsletter.render import Renderer
 from newsletter.resources import templates_dir
-from newsletter.services.demo import Demo
 from newsletter.services.editions import Editions
 from newsletter.services.mailboxes import Mailboxes
 from newsletter.services.outbox import Outbox
 from newsletter.services.pending import PendingSignups
 from newsletter.services.sending import Sending, check_can_send
-from newsletter.services.sources import Sources
 from newsletter.services.webhook_delivery import WebhookSender
 from newsletter.services.worker import Worker
-from newsletter.sources.feeds import FeedSource
-from newsletter.sources.fetch import Fetcher
-from newsletter.sources.market import MarketSource, SentimentSource
 from newsletter.webhooks.outbound import RetrySchedule
 from subscribers.tokens import TokenSigner
 
 if TYPE_CHECKING:
     from newsletter.delivery.dkim import Canonicalization, DkimSigner, DkimSigners
+
+    # Fetching and the demo are imported where they are built: a worker, which uses neither,
+    # starts without the HTTP, feed and migration libraries they bring.
+    from newsletter.services.demo import Demo
+    from newsletter.services.sources import Sources
+    from newsletter.sources.feeds import FeedSource
+    from newsletter.sources.fetch import Fetcher
+    from newsletter.sources.market import MarketSource, SentimentSource
 
 
 def relay_password(relay: RelaySettings) -> str | None:
@@ -214,6 +217,8 @@ class App:
 
     def fetcher(self) -> Fetcher:
         """A new HTTP client for one fetch; the caller closes it (``with app.fetcher() as f:``)."""
+        from newsletter.sources.fetch import Fetcher
+
         return Fetcher(
             timeout=self.settings.fetch_timeout,
             max_bytes=self.settings.max_response_bytes,
@@ -221,12 +226,16 @@ class App:
         )
 
     def feed_sources(self, fetcher: Fetcher) -> list[FeedSource]:
+        from newsletter.sources.feeds import FeedSource
+
         return [
             FeedSource(name=feed.name, url=feed.url, fetcher=fetcher)
             for feed in self.settings.feeds
         ]
 
     def market_source(self, fetcher: Fetcher) -> MarketSource:
+        from newsletter.sources.market import MarketSource
+
         market = self.settings.market
         return MarketSource(
             base_url=market.base_url,
@@ -238,6 +247,8 @@ class App:
         )
 
     def sentiment_source(self, fetcher: Fetcher) -> SentimentSource | None:
+        from newsletter.sources.market import SentimentSource
+
         url = self.settings.market.fear_greed_url
         return SentimentSource(url=url, fetcher=fetcher) if url else None
 
@@ -264,6 +275,8 @@ class App:
 
     @property
     def sources(self) -> Sources:
+        from newsletter.services.sources import Sources
+
         return Sources(
             database=self.database,
             fetcher=self.fetcher,
@@ -319,6 +332,8 @@ class App:
 
     @property
     def demo(self) -> Demo:
+        from newsletter.services.demo import Demo
+
         return Demo(
             database=self.database,
             settings=self.settings,

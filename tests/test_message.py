@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import quopri
+import random
 from email.message import EmailMessage
 
 import pytest
@@ -148,3 +150,27 @@ def test_personalised_bodies_decode_to_the_filled_template(local: str, url: str)
     assert body(message, "plain") == personal.fill(TEXT, filled)
     escaped = {key: html.escape(value, quote=True) for key, value in filled.items()}
     assert body(message, "html") == personal.fill(HTML, escaped)
+
+
+def test_plain_values_are_wrapped_as_body_encode_wraps_them() -> None:
+    """The shortcut for personal values (printable ASCII, no "=" and no space) gives
+    quoted-printable's own result to the character, at every length around the wrap."""
+    from email.quoprimime import body_encode
+
+    from newsletter.delivery.message import _PLAIN, _qp, _wrapped
+
+    rng = random.Random(5)
+    alphabet = "".join(chr(code) for code in range(33, 127) if chr(code) != "=")
+    for length in [*range(0, 230), 500, 1000]:
+        for _ in range(3):
+            text = "".join(rng.choices(alphabet, k=length))
+            if length and rng.random() < 0.3:
+                text = "." + text[1:]  # a leading dot: escaped by _qp either way
+            assert _PLAIN.fullmatch(text)
+            assert _wrapped(text) == body_encode(text, maxlinelen=74, eol="\r\n")
+            encoded = _qp(text)
+            assert quopri.decodestring(encoded.encode("ascii")).decode("ascii") == text
+            assert all(len(line) <= 76 for line in encoded.split("\r\n"))
+            assert not any(line.startswith(".") for line in encoded.split("\r\n"))
+    for text in ["a=b", "a b", "tab\there", "é", "line\nbreak", "x" * 80 + " "]:
+        assert not _PLAIN.fullmatch(text)

@@ -57,7 +57,7 @@ _BARE_LINE_END = re.compile(rb"\r?\n")
 
 
 class Signer(Protocol):
-    def sign(self, message: bytes) -> bytes: ...
+    def sign(self, message: bytes, *, crlf: bool = False) -> bytes: ...
 
 
 def _crlf(message: bytes) -> bytes:
@@ -233,9 +233,11 @@ class DkimSigner:
             signature = self.key.sign(hashlib.sha256(signed).digest())
         return b"DKIM-Signature: " + value + base64.b64encode(signature) + b"\r\n"
 
-    def sign(self, message: bytes) -> bytes:
-        """The message with a DKIM-Signature header in front."""
-        message = _crlf(message)
+    def sign(self, message: bytes, *, crlf: bool = False) -> bytes:
+        """The message with a DKIM-Signature header in front. ``crlf``: its line ends are known
+        to be CRLF already (a prebuilt message), so they are not counted again."""
+        if not crlf:
+            message = _crlf(message)
         fields, body = split_message(message)
         return self.header(fields, self.body_hash(body), int(time.time())) + message
 
@@ -251,8 +253,9 @@ class DkimSigners:
             raise ValueError("no DKIM signer")
         self.signers = tuple(signers)
 
-    def sign(self, message: bytes) -> bytes:
-        message = _crlf(message)
+    def sign(self, message: bytes, *, crlf: bool = False) -> bytes:
+        if not crlf:
+            message = _crlf(message)
         fields, body = split_message(message)
         now = int(time.time())
         hashes_by_method: dict[str, bytes] = {}
@@ -274,7 +277,8 @@ class DkimSigningTransport:
         self.concurrency = inner.concurrency
 
     def send(self, envelope: Envelope, message: bytes) -> SendResult:
-        return self.inner.send(envelope, self.signer.sign(message))
+        # A wire-ready message (prebuilt) has CRLF line ends only: two passes over it spared.
+        return self.inner.send(envelope, self.signer.sign(message, crlf=envelope.wire_ready))
 
     def close(self) -> None:
         self.inner.close()

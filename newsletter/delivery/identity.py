@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import socket
 from dataclasses import dataclass
+from datetime import date
 
 from newsletter import personal
 from newsletter.models import Issue
@@ -43,5 +45,18 @@ def wire_address(email: str) -> str:
 
 def message_id(identity: SenderIdentity, issue: Issue, subscriber_id: int) -> str:
     """Stable per (edition, subscriber): a re-send after a crash carries the same Message-ID."""
-    mac = hmac.new(identity.secret, f"{issue.id}:{subscriber_id}".encode(), hashlib.sha256)
-    return f"<{issue.edition_date:%Y%m%d}.{subscriber_id}.{mac.hexdigest()[:16]}@{identity.domain}>"
+    mac = _keyed(identity.secret).copy()
+    mac.update(b"%d:%d" % (issue.id, subscriber_id))
+    return f"<{_day(issue.edition_date)}.{subscriber_id}.{mac.hexdigest()[:16]}@{identity.domain}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the key already set up (copied for each message)."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+@functools.lru_cache(maxsize=64)
+def _day(edition_date: date) -> str:
+    """The edition date as the Message-ID writes it (formatted once, not per message)."""
+    return f"{edition_date:%Y%m%d}"

@@ -53,7 +53,7 @@ class PreparedMessage:
     sent as SMTP DATA without any further processing.
     """
 
-    __slots__ = ("_pieces",)
+    __slots__ = ("_pieces", "_slots", "_where")
 
     def __init__(self, pieces: list[bytes | Slot]) -> None:
         merged: list[bytes | Slot] = []
@@ -63,23 +63,25 @@ class PreparedMessage:
             else:
                 merged.append(piece)
         self._pieces = tuple(merged)
+        # Each distinct slot is encoded once per message, then put in every place it occupies.
+        self._slots = tuple(dict.fromkeys(piece for piece in merged if isinstance(piece, Slot)))
+        index = {slot: number for number, slot in enumerate(self._slots)}
+        self._where = tuple(
+            (position, index[piece])
+            for position, piece in enumerate(merged)
+            if isinstance(piece, Slot)
+        )
 
     @property
     def slots(self) -> frozenset[str]:
-        return frozenset(piece.name for piece in self._pieces if isinstance(piece, Slot))
+        return frozenset(slot.name for slot in self._slots)
 
     def personalise(self, values: Mapping[str, str]) -> bytes:
-        encoded: dict[Slot, bytes] = {}
-        out: list[bytes] = []
-        for piece in self._pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-                continue
-            chunk = encoded.get(piece)
-            if chunk is None:
-                chunk = encoded[piece] = _encode_value(values[piece.name], piece.encoding)
-            out.append(chunk)
-        return b"".join(out)
+        encoded = [_encode_value(values[slot.name], slot.encoding) for slot in self._slots]
+        out = list(self._pieces)
+        for position, number in self._where:
+            out[position] = encoded[number]
+        return b"".join(out)  # type: ignore[arg-type]  # every Slot was replaced above
 
 
 def _encode_value(value: str, encoding: str) -> bytes:
@@ -99,10 +101,31 @@ def _qp(text: str) -> str:
     the prebuilt bytes go to the relay as they are. Lines are wrapped at 74 so that the escape keeps
     them within quoted-printable's 76.
     """
-    encoded = body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=74, eol=CRLF)
+    if _PLAIN.fullmatch(text):
+        encoded = _wrapped(text)  # the personal values of every message: addresses and links
+    else:
+        encoded = body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=74, eol=CRLF)
     if encoded.startswith("."):
         encoded = "=2E" + encoded[1:]
     return encoded.replace("\r\n.", "\r\n=2E")
+
+
+#: Printable ASCII but "=", no space: text that quoted-printable leaves as it is, only wrapped.
+_PLAIN = re.compile("[!-<>-~]*")
+_WRAP = 73  # body_encode's maxlinelen - 1: the characters before each soft line break
+
+
+def _wrapped(text: str) -> str:
+    """What ``body_encode(text, maxlinelen=74, eol=CRLF)`` returns for a text that matches
+    :data:`_PLAIN` (tests/test_message.py compares them): the lines of 73 characters and a soft
+    break, written without the per-character pass."""
+    lines = []
+    start = 0
+    while start <= len(text) - 75:
+        lines.append(text[start : start + _WRAP] + "=")
+        start += _WRAP
+    lines.append(text[start:])
+    return CRLF.join(lines)
 
 
 def _encoded_body(text: str, *, html_part: bool) -> list[bytes | Slot]:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 #: What a relay did with a message, as counted.
 SENT, DEFERRED, FAILED, SKIPPED = "sent", "deferred", "failed", "skipped"
+_KINDS = {Outcome.SENT: SENT, Outcome.FAILED: FAILED}
 KINDS = (SENT, DEFERRED, FAILED, SKIPPED)
 
 
@@ -141,6 +142,8 @@ class FailoverTransport:
         self._closed = False
 
     def _order(self, now: float) -> list[Relay]:
+        if not self._cooling:  # no relay was ever passed over: all of them, by priority
+            return list(self.relays)
         with self._lock:
             ready = [r for r in self.relays if self._cooling.get(r.name, 0.0) <= now]
         return ready or list(self.relays)
@@ -183,7 +186,7 @@ class FailoverTransport:
                 # the last relay's refusal is the message's outcome: retried later, as with one relay
                 self.tally.add(relay.name, DEFERRED if relay is order[-1] else SKIPPED)
                 continue
-            kind = {Outcome.SENT: SENT, Outcome.FAILED: FAILED}.get(result.outcome, DEFERRED)
+            kind = _KINDS.get(result.outcome, DEFERRED)
             self.tally.add(relay.name, kind)
             self._maybe_flush()
             return result

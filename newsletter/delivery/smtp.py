@@ -28,6 +28,7 @@ from newsletter.errors import TransportError
 
 TlsMode = Literal["none", "starttls", "ssl"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_FORBIDDEN = re.compile("[\r\n<>]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ class SmtpConnection:
         return smtp
 
     def send(self, envelope: Envelope, message: bytes) -> SendResult:
-        if any(char in envelope.sender + envelope.recipient for char in "\r\n<>"):
+        if _FORBIDDEN.search(envelope.sender) or _FORBIDDEN.search(envelope.recipient):
             return SendResult(Outcome.FAILED, None, "address contains a forbidden character")
         if self._smtp is None:
             self._smtp = self._connect()

@@ -1,6 +1,5 @@
-"""Sources: news feeds and market data, over HTTP or from local recorded files."""
+"""Sources: news feeds and market data, over HTTP or from local recorded files.
 
-from newsletter.sources.feeds import FeedItem, FeedSource
-from newsletter.sources.market import CoinQuote, MarketSource
-
-__all__ = ["CoinQuote", "FeedItem", "FeedSource", "MarketSource"]
+The package imports none of its modules: the digest needs only :mod:`~newsletter.sources.validation`,
+and a worker starts without the HTTP and feed libraries.
+"""
