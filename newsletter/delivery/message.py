@@ -149,7 +149,7 @@ def slotted_body(text: str, *, html_part: bool, slots: re.Pattern[str]) -> list[
     return pieces
 
 
-def _header(name: str, value: str) -> bytes:
+def header_line(name: str, value: str) -> bytes:
     """A header line, RFC 2047-encoded and folded when it is not plain ASCII."""
     if any(char in value for char in "\r\n\x00"):
         raise ValueError(f"header {name} may not contain a line break")
@@ -159,7 +159,8 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}{CRLF}".encode("ascii")
 
 
-def _address_header(name: str, address: str) -> bytes:
+def address_header_line(name: str, address: str) -> bytes:
+    """An address header line (From, To), its display name RFC 2047-encoded when need be."""
     display, addr = parseaddr(address)
     return f"{name}: {formataddr((display, addr), charset='utf-8')}{CRLF}".encode("ascii")
 
@@ -185,7 +186,7 @@ class MessageHeaders:
     unsubscribe_mailto: str | None
 
 
-def _list_unsubscribe_header(mailto: str | None) -> list[bytes | Slot]:
+def list_unsubscribe_header_lines(mailto: str | None) -> list[bytes | Slot]:
     """``List-Unsubscribe`` as written by :func:`list_unsubscribe`, with slots for the link and token."""
     url, token = "\x00url\x00", "\x00token\x00"
     line = f"List-Unsubscribe: {list_unsubscribe(url, token, mailto)}{CRLF}"
@@ -205,18 +206,18 @@ def prepare_message(
 ) -> PreparedMessage:
     """Prebuild one variant: ``multipart/alternative`` (text and HTML), or text only."""
     pieces: list[bytes | Slot] = [
-        _address_header("From", headers.sender),
+        address_header_line("From", headers.sender),
         b"To: <",
         Slot(RECIPIENT, "header"),
         b">\r\n",
-        _header("Subject", headers.subject),
+        header_line("Subject", headers.subject),
         b"Date: ",
         Slot(DATE, "header"),
         b"\r\nMessage-ID: ",
         Slot(MESSAGE_ID, "header"),
         b"\r\n",
-        _header("List-Id", f"{headers.list_name} <{headers.list_id}>"),
-        *_list_unsubscribe_header(headers.unsubscribe_mailto),
+        header_line("List-Id", f"{headers.list_name} <{headers.list_id}>"),
+        *list_unsubscribe_header_lines(headers.unsubscribe_mailto),
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         b"Precedence: bulk\r\n",
         b"Auto-Submitted: auto-generated\r\n",

@@ -26,9 +26,9 @@ from newsletter.delivery.message import (
     UNSUBSCRIBE_MAILTO,
     PreparedMessage,
     Slot,
-    _address_header,
-    _header,
-    _list_unsubscribe_header,
+    address_header_line,
+    header_line,
+    list_unsubscribe_header_lines,
     slotted_body,
 )
 from newsletter.personal import Links
@@ -154,11 +154,11 @@ class SubscriptionMails:
             settings = self.settings
             html_body, text_body = self.bodies(kind)
             pieces: list[bytes | Slot] = [
-                _address_header("From", settings.sender),
+                address_header_line("From", settings.sender),
                 b"To: <",
                 Slot(RECIPIENT, "header"),
                 b">\r\n",
-                _header("Subject", self.subject(kind)),
+                header_line("Subject", self.subject(kind)),
                 b"Date: ",
                 Slot(DATE, "header"),
                 b"\r\nMessage-ID: ",
@@ -167,8 +167,10 @@ class SubscriptionMails:
             ]
             if kind is MailKind.WELCOME:  # the only list mail of the four
                 pieces += [
-                    _header("List-Id", f"{settings.newsletter_name} <{settings.list_id_value}>"),
-                    *_list_unsubscribe_header(settings.advertised_unsubscribe_mailto),
+                    header_line(
+                        "List-Id", f"{settings.newsletter_name} <{settings.list_id_value}>"
+                    ),
+                    *list_unsubscribe_header_lines(settings.advertised_unsubscribe_mailto),
                     b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
                 ]
             boundary = f"=_nl_{secrets.token_hex(12)}".encode("ascii")
