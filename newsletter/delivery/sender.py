@@ -15,47 +15,27 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
-from typing import assert_never
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from kernel.clock import Clock, utcnow
 from newsletter.db import Database
-from newsletter.delivery import ledger
+from newsletter.delivery import ledger, outcomes
 from newsletter.delivery.assembly import PreparedMessages, VariantSource
 from newsletter.delivery.identity import SenderIdentity as SenderIdentity
 from newsletter.delivery.identity import message_id, worker_name
 from newsletter.delivery.identity import wire_address as wire_address
+from newsletter.delivery.outcomes import DeliveryReport as DeliveryReport
 from newsletter.delivery.pacing import Pacer, domain_of
 from newsletter.delivery.recording import RECONNECT_PATIENCE, Recorder, persist
 from newsletter.delivery.sample import send_test as send_test
-from newsletter.delivery.transports import Envelope, Outcome, SendResult, Transport
+from newsletter.delivery.transports import Envelope, Outcome, Transport
 from newsletter.edition_states import finish_sending
 from newsletter.errors import DatabaseError, TransportError
 from newsletter.models import DeliveryStatus, Issue, IssueStatus
 from newsletter.webhooks import events
-
-#: How a delivery whose message could not be built or sent is failed (kept in ``last_error``).
-UNSENDABLE = "the message could not be built or sent"
-
-
-@dataclass(slots=True)
-class DeliveryReport:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    deferred: int = 0
-    batches: int = 0
-    #: The edition was paused or cancelled while this sender was at work.
-    held: bool = False
-    finished: bool = False
-    queued_later: int = 0
-    next_due: datetime | None = None
-    counts: dict[DeliveryStatus, int] = field(default_factory=dict)
 
 
 class Stopped(Exception):
@@ -224,8 +204,8 @@ class Sender:
         except (TransportError, DatabaseError, Stopped, OperationalError, InterfaceError):
             raise  # the relay, the worker or the database: not this message's fault
         except Exception as exc:  # noqa: BLE001 - one message's fault is recorded, not raised
-            return _unsendable(item, exc)
-        return _recorded(item, result, message_id=mid, variant_key=key)
+            return outcomes.unsendable(item, exc)
+        return outcomes.recorded(item, result, message_id=mid, variant_key=key)
 
     def _send_batch(
         self, issue: Issue, batch: list[ledger.Claimed], report: DeliveryReport
@@ -250,7 +230,7 @@ class Sender:
             if self.pacer is not None:
                 batch = self._pace(batch, pending, attempted)
                 for deferred in pending:
-                    _count(report, deferred)
+                    outcomes.count(report, deferred)
             if self.transport.concurrency > 1:
                 results = self._parallel(issue, batch, date_header)
             else:
@@ -265,7 +245,7 @@ class Sender:
                     continue  # parallel sends already under way are still recorded
                 attempted.add(item.delivery_id)
                 pending.append(outcome)
-                _count(report, outcome)
+                outcomes.count(report, outcome)
                 self._slow_route(item, outcome)
                 if self.on_result is not None:
                     self.on_result(outcome)
@@ -401,49 +381,3 @@ def _call(
         return function(*args)
     except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
         return exc
-
-
-def _recorded(
-    item: ledger.Claimed, result: SendResult, *, message_id: str, variant_key: str
-) -> ledger.Recorded:
-    return ledger.Recorded(
-        delivery_id=item.delivery_id,
-        subscriber_id=item.subscriber_id,
-        outcome=result.outcome,
-        attempts=item.attempts,
-        message_id=message_id,
-        variant_key=variant_key,
-        detail=result.detail,
-        suppress_recipient=result.recipient_rejected,
-        queued_at=item.queued_at,
-        code=result.code,
-    )
-
-
-def _unsendable(item: ledger.Claimed, exc: Exception) -> ledger.Recorded:
-    """A message that could not be built or handed over: its delivery fails with the reason."""
-    reason = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
-    return ledger.Recorded(
-        delivery_id=item.delivery_id,
-        subscriber_id=item.subscriber_id,
-        outcome=Outcome.FAILED,
-        attempts=item.attempts,
-        detail=f"{UNSENDABLE}: {reason}",
-        queued_at=item.queued_at,
-    )
-
-
-def _count(report: DeliveryReport, recorded: ledger.Recorded) -> None:
-    match recorded.outcome:
-        case Outcome.SENT:
-            report.sent += 1
-        case Outcome.RETRY:
-            report.retried += 1
-        case Outcome.FAILED:
-            report.failed += 1
-            if recorded.suppress_recipient:
-                report.suppressed += 1
-        case Outcome.DEFERRED:
-            report.deferred += 1
-        case _:
-            assert_never(recorded.outcome)
