@@ -56,6 +56,25 @@ def date_option(
     return click.option("--date", "date_text", metavar="YYYY-MM-DD", help=help_text)
 
 
+def retention_options(older_than_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--older-than DAYS`` (required) and ``--dry-run``, as every ``… prune`` command takes them."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--dry-run", is_flag=True, help="Count what would be pruned; change nothing."
+        )(command)
+        return click.option(
+            "--older-than",
+            "days",
+            type=int,
+            required=True,
+            metavar="DAYS",
+            help=older_than_help,
+        )(command)
+
+    return apply
+
+
 def chosen_date(context: Context, date_text: str | None) -> date:
     if date_text:
         return parse_date(date_text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kernel import utcnow
-from newsletter.cli.context import Context, pass_context
+from newsletter.cli.context import Context, pass_context, retention_options
 
 
 @click.group()
@@ -14,15 +14,7 @@ def deliveries() -> None:
 
 
 @deliveries.command("prune")
-@click.option(
-    "--older-than",
-    "days",
-    type=int,
-    required=True,
-    metavar="DAYS",
-    help="Prune the rows of editions dated more than DAYS days ago.",
-)
-@click.option("--dry-run", is_flag=True, help="Count what would be pruned; change nothing.")
+@retention_options("Prune the rows of editions dated more than DAYS days ago.")
 @pass_context
 def deliveries_prune(context: Context, days: int, dry_run: bool) -> None:
     """Delete the ledger rows of old editions that are over (sent or cancelled).

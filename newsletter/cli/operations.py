@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from kernel import utcnow
-from newsletter.cli.context import Context, count_lines, pass_context
+from newsletter.cli.context import Context, count_lines, pass_context, retention_options
 from newsletter.cli.progress import Bars
 from newsletter.cli.sending import print_send
 from newsletter.db import redact
@@ -106,15 +106,7 @@ def outbox_command(click_context: click.Context, limit: int) -> None:
 
 
 @outbox_command.command("prune")
-@click.option(
-    "--older-than",
-    "days",
-    type=int,
-    required=True,
-    metavar="DAYS",
-    help="Prune the mails written more than DAYS days ago.",
-)
-@click.option("--dry-run", is_flag=True, help="Count what would be pruned; change nothing.")
+@retention_options("Prune the mails written more than DAYS days ago.")
 @pass_context
 def outbox_prune(context: Context, days: int, dry_run: bool) -> None:
     """Delete the subscription mails sent or given up long ago (waiting ones stay).

@@ -212,7 +212,6 @@ def record(
 
     The mails sent (nearly all of them) are marked in one statement; each other one in its own.
     """
-    table = _TABLE
     sent = [item.claimed.id for item in tried if item.result.outcome is Outcome.SENT]
     if sent:
         session.execute(_SENT, {"b_ids": sent, "b_now": now})
@@ -244,8 +243,8 @@ def record(
                 "last_error": reason[:ERROR_CHARS] or "retry",
             }
         session.execute(
-            update(table)
-            .where(table.c.id == claimed.id, table.c.status == OutboxStatus.SENDING)
+            update(_TABLE)
+            .where(_TABLE.c.id == claimed.id, _TABLE.c.status == OutboxStatus.SENDING)
             .values(**values)
         )
 
@@ -266,23 +265,19 @@ def next_due(session: Session) -> datetime | None:
 FINISHED = (OutboxStatus.SENT, OutboxStatus.FAILED)
 
 
+def _finished_before(before: datetime) -> ColumnElement[bool]:
+    return _TABLE.c.status.in_(FINISHED) & (_TABLE.c.created_at < before)
+
+
 def prunable(session: Session, *, before: datetime) -> int:
     """How many finished mails (sent or given up) were written before ``before``."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(_TABLE)
-            .where(_TABLE.c.status.in_(FINISHED), _TABLE.c.created_at < before)
-        )
-        or 0
-    )
+    counted = select(func.count()).select_from(_TABLE).where(_finished_before(before))
+    return int(session.scalar(counted) or 0)
 
 
 def prune(session: Session, *, before: datetime) -> int:
     """Delete the finished mails written before ``before``; mails waiting or in flight stay."""
-    result = session.execute(
-        delete(_TABLE).where(_TABLE.c.status.in_(FINISHED), _TABLE.c.created_at < before)
-    )
+    result = session.execute(delete(_TABLE).where(_finished_before(before)))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
